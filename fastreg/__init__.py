@@ -1,0 +1,22 @@
+"""fastreg: compiled kernels for the regularization steps of neural-network training.
+
+Dropout and noise with a counter-based random stream generated inside the kernels (no stored
+masks, the same bits on every backend), a fused dense+activation+dropout layer, DropConnect, and
+proximal L1/L2/group-lasso updates in one memory pass. Importing fastreg compiles nothing and
+imports neither Numba nor CuPy.
+"""
+
+from ._backends import available_backends as available_backends
+from ._backends import get_backend as get_backend
+from ._backends import set_backend as set_backend
+from ._backends import use_backend as use_backend
+from .dropout import dropout as dropout
+from .dropout import dropout_backward as dropout_backward
+from .dropout import dropout_mask as dropout_mask
+from .dropout import gaussian_dropout as gaussian_dropout
+from .dropout import gaussian_noise as gaussian_noise
+from .random import RNG_SPEC_VERSION as RNG_SPEC_VERSION
+from .random import philox4x32 as philox4x32
+from .random import random_bits as random_bits
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The benchmark case table and runner behind ``python -m fastreg bench`` and ``bench/``."""

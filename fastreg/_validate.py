@@ -1,0 +1,206 @@
+"""Every argument check and error message of fastreg (SPEC §5), in one place.
+
+Checks raise ``ValueError`` for bad values and ``TypeError`` for bad types; every message names the
+argument, what was expected and what was given. Nothing here writes to an array, so an op that
+calls all its checks first modifies nothing when any of them fails.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._backends import array_kind
+
+__all__ = [
+    "check_array",
+    "check_bool",
+    "check_choice",
+    "check_nonnegative",
+    "check_noise_shape",
+    "check_offset",
+    "check_out",
+    "check_probability",
+    "check_same_dtype",
+    "check_seed",
+    "check_shape",
+    "check_shape_equal",
+]
+
+_CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_GPU_DTYPES = (np.dtype(np.float16), *_CPU_DTYPES)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+def check_probability(p: Any, name: str = "p", *, allow_one: bool = True) -> float:
+    """``p`` as a float in ``[0, 1]`` (or ``[0, 1)`` when ``allow_one`` is false)."""
+    p = _real(p, name)
+    upper_ok = p <= 1.0 if allow_one else p < 1.0
+    if not (p >= 0.0 and upper_ok):
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {p!r}")
+    return p
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """``value`` as a finite float ``>= 0`` (learning rates, penalties, stddev)."""
+    value = _real(value, name)
+    if not (0.0 <= value < float("inf")):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
+    """``shape`` (an int or a sequence of ints) as a tuple of non-negative ints."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(_integer(d, name) for d in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {_describe(shape)}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{name} must have non-negative entries, got {dims}")
+    return dims
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in ``[0, 2**64)``."""
+    if seed is None:
+        raise TypeError("seed must be an int in [0, 2**64), got None (fastreg needs explicit seeds)")
+    seed = _integer(seed, "seed")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed
+
+
+def check_offset(offset: Any, name: str = "offset") -> int:
+    """``offset`` (the call index), or another uint32 word such as a salt, in ``[0, 2**32)``."""
+    offset = _integer(offset, name)
+    if not 0 <= offset < 2**32:
+        raise ValueError(f"{name} must be in [0, 2**32), got {offset}")
+    return offset
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool (NumPy bools accepted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """``value`` as one of the strings ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {list(choices)}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, np.ndarray) or array_kind(x) == "cupy"
+
+
+def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
+    """``x`` as a floating array: float32/float64 (float16 too for CuPy arrays)."""
+    if not _is_array(x):
+        raise TypeError(
+            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
+            f"(convert with numpy.asarray first)"
+        )
+    allowed = _GPU_DTYPES if array_kind(x) == "cupy" else _CPU_DTYPES
+    if x.dtype not in allowed:
+        names = ", ".join(str(d) for d in allowed)
+        raise TypeError(f"{name} must have dtype {names}; got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
+    if x.ndim < ndim_min:
+        raise ValueError(
+            f"{name} must have at least {ndim_min} dimension(s), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_same_dtype(**arrays: Any) -> np.dtype:
+    """The common dtype of the named arrays (``None`` entries skipped); mixed dtypes raise."""
+    present = {name: a for name, a in arrays.items() if a is not None}
+    dtypes = {a.dtype for a in present.values()}
+    if len(dtypes) > 1:
+        listed = ", ".join(f"{name}={a.dtype}" for name, a in present.items())
+        raise TypeError(f"arrays must share one dtype, got {listed}")
+    return dtypes.pop()
+
+
+def check_shape_equal(a: Any, a_name: str, shape: tuple[int, ...], what: str) -> None:
+    """``a.shape == shape``, else a ValueError naming ``a_name`` and ``what`` it must match."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(
+            f"{a_name} must have shape {tuple(shape)} ({what}), got {tuple(a.shape)}"
+        )
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, kind: str) -> Any:
+    """``out=`` must be an array of the result's shape, dtype and kind (NumPy/CuPy)."""
+    if out is None:
+        return None
+    check_array(out, "out")
+    if array_kind(out) != kind:
+        raise TypeError(f"out must be a {kind} array like the input, got a {array_kind(out)} array")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype} like the input, got {out.dtype}")
+    check_shape_equal(out, "out", shape, "the result's shape")
+    return out
+
+
+def check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Keras ``noise_shape`` resolved against ``shape``: ``None`` entries become the size; each
+    entry must be 1 or the size. Returns ``None`` when it equals ``shape`` (no broadcasting)."""
+    if noise_shape is None:
+        return None
+    try:
+        entries = list(noise_shape)
+    except TypeError:
+        raise TypeError(
+            f"noise_shape must be a tuple of ints (or None entries), got "
+            f"{type(noise_shape).__name__}"
+        ) from None
+    if len(entries) != len(shape):
+        raise ValueError(
+            f"noise_shape must have {len(shape)} entries (x.ndim), got {_describe(noise_shape)}"
+        )
+    resolved = []
+    for axis, (entry, size) in enumerate(zip(entries, shape, strict=True)):
+        entry = size if entry is None else _integer(entry, f"noise_shape[{axis}]")
+        if entry not in (1, size):
+            raise ValueError(
+                f"noise_shape[{axis}] must be 1, None or {size} (x.shape[{axis}]), got {entry}"
+            )
+        resolved.append(entry)
+    resolved_shape = tuple(resolved)
+    return None if resolved_shape == tuple(shape) else resolved_shape

@@ -1,0 +1,1 @@
+"""Kernel twins, installed as ``fastreg._kernels``: one folder per op family (numpy, numba, cupy)."""

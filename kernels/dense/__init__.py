@@ -1,0 +1,1 @@
+"""Fused dense + activation + dropout kernels (SPEC §4.2)."""

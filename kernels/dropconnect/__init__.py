@@ -1,0 +1,1 @@
+"""DropConnect kernels (SPEC §4.3)."""

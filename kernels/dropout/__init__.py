@@ -1,0 +1,1 @@
+"""Dropout-family kernels (SPEC §4.1)."""

@@ -1,0 +1,31 @@
+"""Dropout-family reference twin in plain NumPy: reads like SPEC §3-§4.1, supports any float.
+
+All functions take C-contiguous 1-D arrays whose position is the logical flat index ``i``, and
+host-derived scalars (``k0, k1`` the key, ``threshold`` from ``fastreg.random.kernel_threshold``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..philox.constants import SALT_GAUSSIAN
+from ..philox.ref_numpy import normals, random_bits
+
+
+def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) -> np.ndarray:
+    """``bits(i) >= threshold`` for ``i`` in ``0..n-1``, as bool (True = kept)."""
+    return random_bits(n, k0, k1, salt, offset).astype(np.uint64) >= np.uint64(threshold)
+
+
+def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
+    """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
+    keep = keep_mask(x.size, k0, k1, salt, offset, threshold)
+    out[...] = np.where(keep, x * scale, x.dtype.type(0))
+
+
+def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
+    """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
+    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    noise = normals(x.size, k0, k1, SALT_GAUSSIAN, offset)
+    wide = x.astype(np.float64)
+    out[...] = (wide + (additive + multiplicative * wide) * noise).astype(x.dtype)

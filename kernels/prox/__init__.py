@@ -1,0 +1,1 @@
+"""Proximal update kernels (SPEC §4.4)."""
