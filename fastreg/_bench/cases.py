@@ -1,0 +1,65 @@
+"""The one table of benchmark cases, shared by ``python -m fastreg bench`` and ``bench/``.
+
+A case builds its inputs once and returns its contenders: zero-argument callables timed side by
+side in one run. ``"fastreg"`` is the op under test; ``peers`` are what people use today (NumPy
+unfused, PyTorch CPU when installed); ``limit`` names the machine's own bound for the same work
+(a copy kernel moving the same bytes, or the bare GEMM of the same shape).
+
+Each op family keeps its cases in its own module (``cases_<family>.py``); :func:`all_cases`
+concatenates them in a fixed order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Family modules, in table order.
+FAMILIES = ("dropout", "dense", "dropconnect", "prox")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark row.
+
+    ``setup(backend)`` allocates the inputs and returns ``{label: callable}``: ``"fastreg"``
+    first, then each available peer, then the ``limit`` contender. ``bytes_moved`` (memory-bound
+    ops) gives GB/s; ``flops`` (GEMM-based ops) gives GFLOP/s.
+    """
+
+    name: str
+    family: str
+    setup: Callable[[str], dict[str, Callable[[], Any]]]
+    limit: str
+    peers: tuple[str, ...] = ()
+    bytes_moved: int | None = None
+    flops: int | None = None
+    quick: bool = True
+    goals: dict[str, float] = field(default_factory=dict)
+    """Targets from the issues, e.g. ``{"torch": 20.0}`` (speed-up at least 20x) or
+    ``{"copy": 3.0}`` (at most 3x the limit's time); printed beside the measured ratios."""
+
+
+def all_cases() -> list[Case]:
+    """Every case of every family module that exists, in table order."""
+    cases: list[Case] = []
+    for family in FAMILIES:
+        try:
+            module = importlib.import_module(f"fastreg._bench.cases_{family}")
+        except ModuleNotFoundError as error:
+            if error.name != f"fastreg._bench.cases_{family}":
+                raise
+            continue
+        cases.extend(module.CASES)
+    return cases
+
+
+def torch_or_none() -> Any:
+    """PyTorch if installed (an optional peer), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
