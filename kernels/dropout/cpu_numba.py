@@ -10,24 +10,13 @@ import numpy as np
 from numba import njit, prange
 
 from ..philox.constants import SALT_GAUSSIAN
-from ..philox.cpu_numba import box_muller, philox_block
+from ..philox.cpu_numba import box_muller, fill_bits, philox_block
 
 _U = np.uint64
 #: Philox blocks per inner tile: the bits of one tile (4*TILE uint32) stay in L1.
 TILE = 512
 #: Tiles per parallel task, so a task is ~128k elements and threads hand off rarely.
 TILES_PER_TASK = 64
-
-
-@njit(inline="always")
-def _fill_bits(bits, first_block, count, salt, offset, k0, k1):
-    """Bits of ``count`` consecutive blocks, interleaved as the elements they belong to."""
-    for jj in range(count):
-        w0, w1, w2, w3 = philox_block(_U(first_block + jj), salt, offset, k0, k1)
-        bits[4 * jj] = w0
-        bits[4 * jj + 1] = w1
-        bits[4 * jj + 2] = w2
-        bits[4 * jj + 3] = w3
 
 
 @njit(parallel=True, cache=True)
@@ -40,7 +29,7 @@ def _keep_mask(out, k0, k1, salt, offset, threshold):
         for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
-            _fill_bits(bits, first, count, salt, offset, k0, k1)
+            fill_bits(bits, first, count, salt, offset, k0, k1)
             base = 4 * first
             for t in range(min(4 * count, n - base)):
                 out[base + t] = bits[t] >= threshold
@@ -64,7 +53,7 @@ def _dropout_apply(x, out, k0, k1, salt, offset, threshold, scale):
         for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
-            _fill_bits(bits, first, count, salt, offset, k0, k1)
+            fill_bits(bits, first, count, salt, offset, k0, k1)
             base = 4 * first
             for t in range(min(4 * count, n - base)):
                 # A select, not a multiply: dropped NaN/Inf inputs give exactly +0.0.

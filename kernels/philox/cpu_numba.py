@@ -53,6 +53,19 @@ def philox_block(block, salt, offset, k0, k1):
 
 
 @njit(inline="always")
+def fill_bits(bits, first_block, count, salt, offset, k0, k1):
+    """Words of ``count`` consecutive blocks from ``first_block`` into ``bits`` (uint64), laid
+    out as the elements they belong to: ``bits[t] = bits(4*first_block + t)``. The hot loop of
+    every masking kernel: fill a tile that stays in L1, then apply it in a second loop."""
+    for jj in range(count):
+        w0, w1, w2, w3 = philox_block(np.uint64(first_block + jj), salt, offset, k0, k1)
+        bits[4 * jj] = w0
+        bits[4 * jj + 1] = w1
+        bits[4 * jj + 2] = w2
+        bits[4 * jj + 3] = w3
+
+
+@njit(inline="always")
 def bits_of(block, lane, salt, offset, k0, k1):
     """Word ``lane`` (0..3) of a block; used only for ragged edges, never in a hot loop."""
     w0, w1, w2, w3 = philox_block(block, salt, offset, k0, k1)
