@@ -38,8 +38,15 @@ class Case:
     flops: int | None = None
     quick: bool = True
     goals: dict[str, float] = field(default_factory=dict)
-    """Targets from the issues, e.g. ``{"torch": 20.0}`` (speed-up at least 20x) or
-    ``{"copy": 3.0}`` (at most 3x the limit's time); printed beside the measured ratios."""
+    """Targets from the issues, keyed by contender label; the key decides the meaning:
+
+    - a label in ``peers``: a speed-up floor, ``peer time / fastreg time >= value``
+      (``{"torch": 20.0}``: at least 20x faster than PyTorch);
+    - the ``limit`` label: a ceiling, ``fastreg time / limit time <= value``
+      (``{"copy": 3.0}``: at most 3x the time of copying the same bytes).
+
+    Any other key is a mistake (the runner reports it). A goal on a peer that is not installed
+    is reported as skipped. The runner prints each goal as met/missed beside the ratios."""
 
 
 def all_cases() -> list[Case]:
