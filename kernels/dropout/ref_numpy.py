@@ -11,6 +11,8 @@ import numpy as np
 from ..philox.constants import SALT_GAUSSIAN
 from ..philox.ref_numpy import normals, random_bits
 
+__all__ = ["dropout_apply", "gaussian_apply", "keep_mask"]
+
 
 def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) -> np.ndarray:
     """``bits(i) >= threshold`` for ``i`` in ``0..n-1``, as bool (True = kept)."""

@@ -13,6 +13,9 @@ from numba import njit, prange
 
 from .constants import M0, M1, MASK32, TWO_POW_M32, W0, W1
 
+#: The twin interface, as in ref_numpy; the inline helpers above it are for other kernels.
+__all__ = ["philox4x32", "random_bits"]
+
 _M0 = np.uint64(M0)
 _M1 = np.uint64(M1)
 _W0 = np.uint64(W0)

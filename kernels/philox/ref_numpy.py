@@ -6,6 +6,10 @@ import numpy as np
 
 from .constants import M0, M1, MASK32, TWO_POW_M32, W0, W1
 
+#: The twin interface (the same in cpu_numba and gpu_cupy); ``normals`` and ``start`` are
+#: reference-only helpers for the other families' NumPy twins.
+__all__ = ["philox4x32", "random_bits"]
+
 
 def _mulhilo(a: int, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Full 64-bit product of the 32-bit multiplier ``a`` and words ``b``, split in (hi, lo)."""
