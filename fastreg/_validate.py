@@ -83,7 +83,9 @@ def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     try:
         dims = tuple(_integer(d, name) for d in shape)
     except TypeError:
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {_describe(shape)}") from None
+        raise TypeError(
+            f"{name} must be an int or a tuple of ints, got {_describe(shape)}"
+        ) from None
     if any(d < 0 for d in dims):
         raise ValueError(f"{name} must have non-negative entries, got {dims}")
     return dims
@@ -92,7 +94,9 @@ def check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
 def check_seed(seed: Any) -> int:
     """``seed`` as an int in ``[0, 2**64)``."""
     if seed is None:
-        raise TypeError("seed must be an int in [0, 2**64), got None (fastreg needs explicit seeds)")
+        raise TypeError(
+            "seed must be an int in [0, 2**64), got None (fastreg needs explicit seeds)"
+        )
     seed = _integer(seed, "seed")
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
@@ -160,9 +164,7 @@ def check_same_dtype(**arrays: Any) -> np.dtype:
 def check_shape_equal(a: Any, a_name: str, shape: tuple[int, ...], what: str) -> None:
     """``a.shape == shape``, else a ValueError naming ``a_name`` and ``what`` it must match."""
     if tuple(a.shape) != tuple(shape):
-        raise ValueError(
-            f"{a_name} must have shape {tuple(shape)} ({what}), got {tuple(a.shape)}"
-        )
+        raise ValueError(f"{a_name} must have shape {tuple(shape)} ({what}), got {tuple(a.shape)}")
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, kind: str) -> Any:

@@ -23,13 +23,20 @@ from ._validate import (
     check_seed,
     check_shape,
 )
-from .random import SALT_DROPOUT, SALT_GAUSSIAN, derive_key, dropout_scale, kernel_threshold
+from .random import SALT_DROPOUT, derive_key, dropout_scale, kernel_threshold
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask", "gaussian_dropout", "gaussian_noise"]
 
 
 def _masked_scale(
-    x: Any, p: Any, seed: Any, offset: Any, noise_shape: Any, out: Any, backend: str | None, name: str
+    x: Any,
+    p: Any,
+    seed: Any,
+    offset: Any,
+    noise_shape: Any,
+    out: Any,
+    backend: str | None,
+    name: str,
 ) -> Any:
     """``x * keep * scale`` with select semantics: the shared body of forward and backward."""
     check_array(x, name)
@@ -43,7 +50,9 @@ def _masked_scale(
     twin = _backends.twin("dropout", backend)
     threshold, scale = kernel_threshold(p), dropout_scale(p, x.dtype)
     if mask_shape is None:
-        return run_flat(xp, x, out, twin.dropout_apply, *key, SALT_DROPOUT, offset, threshold, scale)
+        return run_flat(
+            xp, x, out, twin.dropout_apply, *key, SALT_DROPOUT, offset, threshold, scale
+        )
     # Keras noise_shape: draw the small mask once and broadcast it; a select keeps NaN out.
     keep = twin.keep_mask(math.prod(mask_shape), *key, SALT_DROPOUT, offset, threshold)
     result = xp.where(keep.reshape(mask_shape), x * scale, x.dtype.type(0))

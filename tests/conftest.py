@@ -1,4 +1,4 @@
-"""Shared fixtures: the backend parameter, dtype tolerances, and array layouts."""
+"""Shared fixtures: the backend and dtype parameters (helpers live in helpers.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import fastreg
 
 CPU_BACKENDS = ("numpy", "numba")
 ALL_BACKENDS = ("numpy", "numba", "cupy")
-
-#: Relative tolerances for values (masks are always compared exactly).
-TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5, np.dtype(np.float16): 1e-2}
 
 
 def _backend_params(names):
@@ -31,15 +28,3 @@ def backend(request):
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)
-
-
-def tolerance(dtype) -> float:
-    return TOLERANCE[np.dtype(dtype)]
-
-
-def layouts(a: np.ndarray) -> dict[str, np.ndarray]:
-    """The same logical array as C-ordered, F-ordered and strided (a view into a bigger array)."""
-    padded = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
-    view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
-    view[...] = a
-    return {"C": np.ascontiguousarray(a), "F": np.asfortranarray(a), "strided": view}
