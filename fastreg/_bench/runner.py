@@ -1,0 +1,432 @@
+"""The benchmark runner behind ``python -m fastreg bench``: side-by-side timings of each case.
+
+For each case the runner builds the inputs once (``Case.setup``), calls every contender once to
+compile and warm it, then times all contenders interleaved: each round times every contender once,
+in an order that rotates from round to round, so a noisy neighbour slows all of them alike. It
+reports medians over rounds and ratios taken within the same run (SPEC §6). Fast contenders are
+looped ``number`` times per sample so that one sample lasts at least ``min_sample`` seconds
+(timer resolution and call overhead stay small); the number of rounds adapts to a time budget per
+case so large cases finish in bounded time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, TextIO
+
+from .cases import Case, all_cases
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to time: ``repeats`` fixes the number of rounds, else ``budget`` (seconds per
+    case, timing only) picks it within ``[min_repeats, max_repeats]``. With ``total_budget``,
+    a case never gets more than its share of the time left, so ``--quick`` stays under a minute
+    however many quick cases the families add."""
+
+    repeats: int | None = None
+    budget: float = 2.0
+    min_repeats: int = 5
+    max_repeats: int = 100
+    min_sample: float = 2e-3
+    total_budget: float | None = None
+
+    @classmethod
+    def quick(cls, repeats: int | None = None) -> Settings:
+        return cls(
+            repeats=repeats,
+            budget=1.0,
+            min_repeats=3,
+            max_repeats=40,
+            min_sample=1e-3,
+            total_budget=30.0,
+        )
+
+
+@dataclass
+class Goal:
+    """One target of ``Case.goals`` and how the run measured up (see ``Case.goals``)."""
+
+    key: str
+    kind: str  # "speedup" (peer time / fastreg time >= target) or "limit" (ratio <= target)
+    target: float
+    measured: float | None = None
+    status: str = "skipped"  # "met", "missed", "skipped" (contender absent), "invalid" (bad key)
+
+    def describe(self) -> str:
+        if self.kind == "speedup":
+            return f">= {self.target:g}x faster than {self.key}"
+        if self.kind == "limit":
+            return f"<= {self.target:g}x the time of {self.key}"
+        return f"{self.key}: {self.target:g} (key is neither a peer nor the limit)"
+
+
+@dataclass
+class Timing:
+    median_s: float
+    min_s: float
+    number: int  # calls per sample
+    rounds: int
+    throughput: float | None = None  # GB/s or GFLOP/s
+
+
+@dataclass
+class Result:
+    name: str
+    family: str
+    limit: str
+    peers: list[str]
+    bytes_moved: int | None
+    flops: int | None
+    unit: str | None  # "GB/s", "GFLOP/s" or None
+    timings: dict[str, Timing] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # declared peers that setup did not return
+    speedups: dict[str, float] = field(default_factory=dict)  # peer time / fastreg time
+    limit_ratio: float | None = None  # fastreg time / limit time
+    percent_of_limit: float | None = None  # 100 * limit time / fastreg time
+    goals: list[Goal] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the whole case, setup and warm-up included
+    error: str | None = None
+
+
+def select_cases(
+    cases: Sequence[Case], *, quick: bool = False, filters: Sequence[str] = ()
+) -> list[Case]:
+    """Cases whose name or family contains any of ``filters`` (case-insensitive; all if none),
+    restricted to ``Case.quick`` ones when ``quick``."""
+    chosen = []
+    for case in cases:
+        if quick and not case.quick:
+            continue
+        haystack = f"{case.family} {case.name}".lower()
+        if filters and not any(f.lower() in haystack for f in filters):
+            continue
+        chosen.append(case)
+    return chosen
+
+
+def _sample(fn: Callable[[], Any], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def _time_interleaved(
+    contenders: dict[str, Callable[[], Any]], settings: Settings
+) -> dict[str, Timing]:
+    labels = list(contenders)
+    # The warm-up call compiles (cached Numba kernels load from disk) and faults the pages in;
+    # the second call estimates the per-call time that sizes `number` and the round count.
+    estimates = {}
+    for label in labels:
+        contenders[label]()
+        estimates[label] = max(_sample(contenders[label], 1), 1e-7)
+    numbers = {
+        label: max(1, min(10_000, round(settings.min_sample / estimates[label])))
+        for label in labels
+    }
+    if settings.repeats is not None:
+        rounds = max(1, settings.repeats)
+    else:
+        per_round = sum(numbers[label] * estimates[label] for label in labels)
+        rounds = int(settings.budget / per_round) if per_round > 0 else settings.max_repeats
+        rounds = max(settings.min_repeats, min(settings.max_repeats, rounds))
+    samples: dict[str, list[float]] = {label: [] for label in labels}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection inside one sample is noise, not the op's cost
+    try:
+        for r in range(rounds):
+            for j in range(len(labels)):
+                label = labels[(r + j) % len(labels)]
+                samples[label].append(_sample(contenders[label], numbers[label]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {
+        label: Timing(
+            median_s=statistics.median(values),
+            min_s=min(values),
+            number=numbers[label],
+            rounds=rounds,
+        )
+        for label, values in samples.items()
+    }
+
+
+def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
+    goals = []
+    for key, target in case.goals.items():
+        if key == case.limit:
+            goal = Goal(key, "limit", float(target))
+            goal.measured = result.limit_ratio
+            if goal.measured is not None:
+                goal.status = "met" if goal.measured <= target else "missed"
+        elif key in case.peers:
+            goal = Goal(key, "speedup", float(target))
+            goal.measured = result.speedups.get(key)
+            if goal.measured is not None:
+                goal.status = "met" if goal.measured >= target else "missed"
+        else:
+            goal = Goal(key, "invalid", float(target), status="invalid")
+        goals.append(goal)
+    return goals
+
+
+def run_case(case: Case, backend: str, settings: Settings) -> Result:
+    """Set up, warm up and time one case; errors are caught and reported in ``Result.error``."""
+    unit = "GB/s" if case.bytes_moved else "GFLOP/s" if case.flops else None
+    result = Result(
+        name=case.name,
+        family=case.family,
+        limit=case.limit,
+        peers=list(case.peers),
+        bytes_moved=case.bytes_moved,
+        flops=case.flops,
+        unit=unit,
+    )
+    start = time.perf_counter()
+    try:
+        contenders = case.setup(backend)
+        if "fastreg" not in contenders:
+            raise ValueError(f"setup returned {sorted(contenders)}, with no 'fastreg' contender")
+        result.missing = [label for label in (*case.peers, case.limit) if label not in contenders]
+        result.timings = _time_interleaved(contenders, settings)
+    except Exception:
+        result.error = traceback.format_exc(limit=-3).strip()
+        result.seconds = time.perf_counter() - start
+        return result
+    work = case.bytes_moved or case.flops
+    for timing in result.timings.values():
+        if work:
+            timing.throughput = work / timing.median_s / 1e9
+    ours = result.timings["fastreg"].median_s
+    for peer in case.peers:
+        if peer in result.timings:
+            result.speedups[peer] = result.timings[peer].median_s / ours
+    if case.limit in result.timings:
+        limit = result.timings[case.limit].median_s
+        result.limit_ratio = ours / limit
+        result.percent_of_limit = 100.0 * limit / ours
+    result.goals = _evaluate_goals(case, result)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run(
+    cases: Sequence[Case],
+    backend: str,
+    settings: Settings,
+    progress: TextIO | None = None,
+) -> list[Result]:
+    """Run ``cases`` in order, printing ``[i/n] name ...`` and its duration to ``progress``."""
+    results = []
+    start = time.perf_counter()
+    for i, case in enumerate(cases, 1):
+        if progress is not None:
+            print(f"[{i}/{len(cases)}] {case.name} ...", end="", file=progress, flush=True)
+        case_settings = settings
+        if settings.total_budget is not None:
+            share = (settings.total_budget - (time.perf_counter() - start)) / (len(cases) - i + 1)
+            case_settings = replace(settings, budget=max(0.05, min(settings.budget, share)))
+        result = run_case(case, backend, case_settings)
+        if progress is not None:
+            status = "ERROR" if result.error else f"{result.seconds:.1f} s"
+            print(f" {status}", file=progress, flush=True)
+        results.append(result)
+    return results
+
+
+def format_seconds(seconds: float) -> str:
+    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= factor:
+            return f"{seconds / factor:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _goal_cell(goals: list[Goal], key: str) -> str:
+    for goal in goals:
+        if goal.key == key:
+            rule = ">=" if goal.kind == "speedup" else "<="
+            return f"goal {rule} {goal.target:g}x: {goal.status}"
+    return ""
+
+
+def format_table(results: Sequence[Result], backend: str) -> str:
+    """One row per contender, grouped by case. For peers, ``ratio`` is the speed-up of fastreg
+    (peer time / fastreg time); for the limit it is fastreg time / limit time, and the fastreg row
+    shows ``% of limit`` (limit time / fastreg time)."""
+    header = ("case", "contender", "median", "throughput", "ratio", "goal")
+    rows: list[tuple[str, ...]] = []
+    for result in results:
+        name = result.name
+        if result.error:
+            last = result.error.strip().splitlines()[-1]
+            rows.append((name, "ERROR", "", "", "", last[:60]))
+            continue
+        for label, timing in result.timings.items():
+            throughput = (
+                f"{timing.throughput:.3g} {result.unit}" if timing.throughput is not None else ""
+            )
+            if label == "fastreg":
+                ratio = (
+                    f"{result.percent_of_limit:.0f}% of {result.limit}"
+                    if result.percent_of_limit is not None
+                    else ""
+                )
+            elif label == result.limit:
+                ratio = f"fastreg {result.limit_ratio:.2f}x its time"
+            elif label in result.speedups:
+                ratio = f"fastreg {result.speedups[label]:.2f}x faster"
+            else:
+                ratio = ""
+            cells = (name, label, format_seconds(timing.median_s), throughput, ratio)
+            rows.append((*cells, _goal_cell(result.goals, label)))
+            name = ""
+        for label in result.missing:
+            rows.append(("", label, "n/a", "", "not installed", _goal_cell(result.goals, label)))
+        for goal in result.goals:
+            if goal.status == "invalid":
+                rows.append(("", goal.key, "", "", "", f"invalid goal key {goal.key!r}"))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    align = ("<", "<", ">", ">", "<", "<")
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
+
+    out = [f"fastreg bench (backend {backend}); ratios are medians taken in the same run", ""]
+    out += [line(header), line(tuple("-" * w for w in widths))]
+    out += [line(row) for row in rows]
+    goals = [g for r in results for g in r.goals if g.status in ("met", "missed")]
+    errors = [r.name for r in results if r.error]
+    out.append("")
+    summary = f"goals met: {sum(g.status == 'met' for g in goals)}/{len(goals)}"
+    if errors:
+        summary += f"; cases with errors: {', '.join(errors)}"
+    out.append(summary)
+    return "\n".join(out)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for row in cpuinfo:
+                if row.startswith("model name"):
+                    return row.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of fastreg and the libraries it runs with or against (None: not installed).
+
+    Imports Numba, PyTorch and CuPy when installed, so call it only where that cost is wanted.
+    """
+    import fastreg
+
+    versions: dict[str, str | None] = {
+        "fastreg": fastreg.__version__,
+        "rng_spec_version": str(fastreg.RNG_SPEC_VERSION),
+        "python": platform.python_version(),
+    }
+    for name in ("numpy", "numba", "torch", "cupy"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except Exception:  # not installed, or a broken CUDA install: both mean "not usable"
+            versions[name] = None
+    return versions
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine and software a run was taken on, for the JSON report."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "versions": package_versions(),
+    }
+    try:
+        import numba
+
+        info["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        info["numba_threads"] = None
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch_threads"] = None
+    return info
+
+
+def to_json(results: Sequence[Result], backend: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "machine": machine_info(),
+        "backend": backend,
+        "settings": asdict(settings),
+        "results": [asdict(result) for result in results],
+    }
+
+
+def main(
+    *,
+    backend: str | None = None,
+    quick: bool = False,
+    filters: Sequence[str] = (),
+    repeats: int | None = None,
+    budget: float | None = None,
+    json_path: str | None = None,
+    cases: Sequence[Case] | None = None,
+    out: TextIO = sys.stdout,
+    progress: TextIO = sys.stderr,
+) -> int:
+    """The ``bench`` command: select, run, print the table, write JSON. Returns the exit code
+    (1 if no case matched or a case raised; missed goals are reported, not failures)."""
+    import fastreg
+
+    backend = backend or fastreg.get_backend()
+    if backend not in fastreg.available_backends():
+        print(
+            f"backend {backend!r} is not available here; available: "
+            f"{', '.join(fastreg.available_backends())}",
+            file=progress,
+        )
+        return 2
+    selected = select_cases(all_cases() if cases is None else cases, quick=quick, filters=filters)
+    if not selected:
+        print(f"no benchmark case matches quick={quick} filters={list(filters)}", file=progress)
+        return 1
+    settings = Settings.quick(repeats) if quick else Settings(repeats=repeats)
+    if budget is not None:
+        settings = replace(settings, budget=budget)
+    results = run(selected, backend, settings, progress=progress)
+    print(format_table(results, backend), file=out)
+    for result in results:
+        if result.error:
+            print(f"\n{result.name} failed:\n{result.error}", file=progress)
+    if json_path is not None:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(to_json(results, backend, settings), handle, indent=2)
+            handle.write("\n")
+        print(f"wrote {json_path}", file=progress)
+    return 1 if any(result.error for result in results) else 0
