@@ -1,0 +1,199 @@
+"""What every ``gpu_cupy.py`` twin shares: the CUDA source assembly, the dtype tables, module
+loading through ``cupy.RawModule``, and the launch configuration.
+
+A family's kernels live in ``kernels/<family>/<family>.cu``; the text compiled is
+``philox_preamble() + dtype_preamble() + <family>.cu`` with :data:`OPTIONS`, both at run time
+(CuPy/NVRTC) and in the nvcc test of CI (:func:`source` is the one place that builds it). Kernels
+are named ``fastreg_<op>_<stage>_<suffix>``; float16 data computes in float32.
+
+Every kernel walks its work items (Philox blocks, rows, ...) with a grid-stride loop, and each work
+item's result depends only on its index, so any block size or grid gives the same bits; tests vary
+both with :func:`launch_config`. Importing this module does not import CuPy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .philox.cuda_source import philox_preamble
+
+KERNEL_DIR = Path(__file__).resolve().parent
+
+#: Compiler options for NVRTC (CuPy) and nvcc alike. No FMA contraction: the elementwise formulas
+#: then round like NumPy's, so GPU and CPU values agree bit for bit wherever no transcendental is
+#: involved; the kernels are memory-bound, so the lost FMAs cost nothing measurable.
+OPTIONS = ("--std=c++14", "--fmad=false")
+
+
+class FloatType(NamedTuple):
+    suffix: str  # kernel-name suffix
+    ctype: str  # element type in CUDA
+    compute: type  # NumPy type of the scalars a kernel takes (float16 computes in float32)
+
+
+#: The one dtype table of the GPU twins (the CUDA side is rendered from it, see FR_FOR_EACH_FLOAT).
+FLOATS: dict[np.dtype, FloatType] = {
+    np.dtype(np.float16): FloatType("f16", "fr_half", np.float32),
+    np.dtype(np.float32): FloatType("f32", "float", np.float32),
+    np.dtype(np.float64): FloatType("f64", "double", np.float64),
+}
+
+_DTYPE_PREAMBLE = """\
+// ---- fastreg dtype preamble (rendered by fastreg._kernels.cuda_launch) ----
+#ifndef FASTREG_DTYPE_PREAMBLE
+#define FASTREG_DTYPE_PREAMBLE
+
+// float16 as its bit pattern: no cuda_fp16.h needed (NVRTC may not find it). Converted with the
+// PTX cvt instructions; all arithmetic is done in float32.
+struct fr_half {
+    unsigned short bits;
+};
+
+template <typename T> struct fr_compute { typedef T type; };
+template <> struct fr_compute<fr_half> { typedef float type; };
+
+FR_HD float fr_load(const float *p, fr_u64 i) { return p[i]; }
+FR_HD double fr_load(const double *p, fr_u64 i) { return p[i]; }
+FR_HD void fr_store(float *p, fr_u64 i, float v) { p[i] = v; }
+FR_HD void fr_store(double *p, fr_u64 i, double v) { p[i] = v; }
+
+#ifdef __CUDACC__
+__device__ __forceinline__ float fr_load(const fr_half *p, fr_u64 i) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i].bits));
+    return f;
+}
+__device__ __forceinline__ void fr_store(fr_half *p, fr_u64 i, float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    p[i].bits = h;
+}
+// Grid-stride loop over work items: results never depend on the launch configuration.
+#define FR_GRID_STRIDE(var, count)                                                  \\
+    for (fr_u64 var = (fr_u64)blockIdx.x * blockDim.x + threadIdx.x; var < (count); \\
+         var += (fr_u64)gridDim.x * blockDim.x)
+#endif
+
+// X(suffix, element type) for every float dtype a GPU kernel is instantiated for.
+#define FR_FOR_EACH_FLOAT(X) {for_each}
+
+#endif  // FASTREG_DTYPE_PREAMBLE
+// ---- end of the dtype preamble ----
+"""
+
+
+def dtype_preamble() -> str:
+    """Element types, float16 load/store and the per-dtype instantiation macro, as CUDA text."""
+    for_each = " ".join(f"X({t.suffix}, {t.ctype})" for t in FLOATS.values())
+    return _DTYPE_PREAMBLE.replace("{for_each}", for_each)
+
+
+def cu_path(family: str) -> Path:
+    """``kernels/<family>/<family>.cu``."""
+    return KERNEL_DIR / family / f"{family}.cu"
+
+
+def source(family: str) -> str:
+    """The full CUDA text compiled for ``family``: both preambles, then its ``.cu`` file."""
+    return philox_preamble() + dtype_preamble() + cu_path(family).read_text()
+
+
+def float_type(dtype: Any) -> FloatType:
+    """The :data:`FLOATS` row of ``dtype`` (validated upstream, so a miss is a bug)."""
+    return FLOATS[np.dtype(dtype)]
+
+
+def scalar(dtype: Any, value: Any) -> Any:
+    """``value`` as the C scalar type the kernels of ``dtype`` take (float for float16)."""
+    return float_type(dtype).compute(value)
+
+
+@functools.cache
+def _module(family: str) -> Any:
+    import cupy
+
+    return cupy.RawModule(code=source(family), options=OPTIONS)
+
+
+def kernel(family: str, op_stage: str, dtype: Any = None, suffix: str | None = None) -> Any:
+    """The compiled kernel ``fastreg_<op_stage>_<suffix>`` of ``family``; the suffix is the
+    dtype's (f16/f32/f64) unless given (``"bool"``, ``"u32"`` for the dtype-free kernels)."""
+    if suffix is None:
+        suffix = float_type(dtype).suffix
+    return _module(family).get_function(f"fastreg_{op_stage}_{suffix}")
+
+
+class LaunchConfig(NamedTuple):
+    block_size: int = 256
+    max_blocks: int | None = None  # None: 32 blocks per multiprocessor
+
+
+_launch: contextvars.ContextVar[LaunchConfig | None] = contextvars.ContextVar(
+    "fastreg_cuda_launch", default=None
+)
+#: Resident blocks per multiprocessor worth launching before the grid-stride loop takes over.
+_BLOCKS_PER_SM = 32
+
+
+@contextlib.contextmanager
+def launch_config(block_size: int = 256, max_blocks: int | None = None) -> Iterator[LaunchConfig]:
+    """Launch every kernel inside the block with ``block_size`` threads per block and at most
+    ``max_blocks`` blocks (tests use it to prove results independent of the configuration)."""
+    if not 1 <= block_size <= 1024:
+        raise ValueError(f"block_size must be in [1, 1024], got {block_size}")
+    if max_blocks is not None and max_blocks < 1:
+        raise ValueError(f"max_blocks must be >= 1 or None, got {max_blocks}")
+    token = _launch.set(LaunchConfig(block_size, max_blocks))
+    try:
+        yield LaunchConfig(block_size, max_blocks)
+    finally:
+        _launch.reset(token)
+
+
+@functools.cache
+def _multiprocessors(device_id: int) -> int:
+    import cupy
+
+    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
+
+
+def grid(work_items: int) -> tuple[int, int]:
+    """``(blocks, threads per block)`` for ``work_items`` grid-stride items."""
+    import cupy
+
+    config = _launch.get() or LaunchConfig()
+    cap = config.max_blocks
+    if cap is None:
+        cap = _BLOCKS_PER_SM * _multiprocessors(cupy.cuda.Device().id)
+    blocks = max(1, min(-(-work_items // config.block_size), cap))
+    return blocks, config.block_size
+
+
+def launch(kernel_function: Any, work_items: int, args: tuple) -> None:
+    """Run ``kernel_function`` over ``work_items`` grid-stride items (nothing when zero)."""
+    if work_items <= 0:
+        return
+    blocks, threads = grid(work_items)
+    kernel_function((blocks,), (threads,), args)
+
+
+def check_contiguous(**arrays: Any) -> None:
+    """Twins index memory by the logical flat index: they take C-contiguous arrays only."""
+    for name, array in arrays.items():
+        if array is not None and not array.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous here (the API copies other layouts)")
+
+
+def u32(value: int) -> np.uint32:
+    return np.uint32(value)
+
+
+def u64(value: int) -> np.uint64:
+    return np.uint64(value)
