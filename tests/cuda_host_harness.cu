@@ -1,0 +1,57 @@
+// Host entry points over the shared __host__ __device__ functions of the CUDA kernels, so that
+// tests/test_cuda_compile.py can check them against the NumPy stream without a GPU. Compiled after
+// the preambles and the family .cu files (the same text CuPy compiles), loaded with ctypes.
+
+extern "C" {
+
+void fr_host_philox(const fr_u32 *counter, const fr_u32 *key, fr_u32 *out, fr_u64 n, int rounds) {
+    for (fr_u64 j = 0; j < n; ++j) {
+        const fr_words w = fr_philox4x32(counter[4 * j], counter[4 * j + 1], counter[4 * j + 2],
+                                         counter[4 * j + 3], key[2 * j], key[2 * j + 1], rounds);
+        for (int t = 0; t < 4; ++t) out[4 * j + t] = w.w[t];
+    }
+}
+
+// bits(i) at arbitrary flat indices (block indices past 2**32 included).
+void fr_host_bits_at(const fr_u64 *index, fr_u32 *out, fr_u64 n, fr_u32 salt, fr_u32 offset,
+                     fr_u32 k0, fr_u32 k1) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_bits_at(index[j], salt, offset, k0, k1);
+}
+
+// The random_bits kernel body, walking its blocks backwards (the order must not matter).
+void fr_host_random_bits(fr_u32 *out, fr_u64 start, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 salt,
+                         fr_u32 offset) {
+    const fr_u64 first = start >> 2;
+    const fr_u64 blocks = ((start + n - 1) >> 2) - first + 1;
+    for (fr_u64 j = blocks; j-- > 0;) fr_bits_block(out, start, n, first + j, k0, k1, salt, offset);
+}
+
+void fr_host_keep(const fr_u32 *bits, unsigned char *out, fr_u64 n, fr_u64 threshold) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_keep(bits[j], threshold) ? 1 : 0;
+}
+
+void fr_host_mask(unsigned char *out, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 salt, fr_u32 offset,
+                  fr_u64 threshold) {
+    for (fr_u64 b = (n + 3) >> 2; b-- > 0;) fr_mask_block(out, n, b, k0, k1, salt, offset, threshold);
+}
+
+void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offset, fr_u32 k0,
+                        fr_u32 k1) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_normal_at(index[j], offset, k0, k1);
+}
+
+#define FR_HOST_DROPOUT(SUFFIX, T)                                                               \
+    void fr_host_dropout_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,          \
+                                  fr_u32 salt, fr_u32 offset, fr_u64 threshold, T scale) {      \
+        for (fr_u64 b = (n + 3) >> 2; b-- > 0;)                                                  \
+            fr_dropout_block(x, out, n, b, k0, k1, salt, offset, threshold, scale);              \
+    }                                                                                            \
+    void fr_host_gaussian_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,         \
+                                   fr_u32 offset, double additive, double multiplicative) {     \
+        for (fr_u64 b = (n + 1) >> 1; b-- > 0;)                                                  \
+            fr_gaussian_block(x, out, n, b, k0, k1, offset, additive, multiplicative);          \
+    }
+FR_HOST_DROPOUT(f32, float)
+FR_HOST_DROPOUT(f64, double)
+
+}  // extern "C"

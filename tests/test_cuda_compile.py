@@ -1,0 +1,318 @@
+"""The GPU code, checked without a GPU (CI has none).
+
+1. Every ``kernels/<family>/<family>.cu`` is compiled with nvcc for sm_80 and sm_90, as the exact
+   text the CuPy loader compiles (``cuda_launch.source``: the rendered preambles first) with the
+   loader's options; where CuPy's NVRTC is importable, with NVRTC too (no system headers there).
+2. The shared ``__host__ __device__`` functions (Philox, the keep rule, the select-and-scale and
+   Box-Muller, and the per-work-item bodies of the kernels) are compiled into a host library with
+   nvcc and compared with the NumPy stream and with the SPEC formulas.
+
+Skips cleanly when nvcc is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastreg._kernels import cuda_launch as cl
+from fastreg._kernels.dropout import ref_numpy as dropout_ref
+from fastreg._kernels.philox import ref_numpy as philox_ref
+from fastreg._kernels.philox.cuda_source import philox_preamble
+
+from fastreg.random import dropout_scale, kernel_threshold
+
+NVCC = shutil.which("nvcc")
+pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")
+
+ARCHS = ("sm_80", "sm_90")
+FAMILY_SOURCES = sorted(cl.KERNEL_DIR.glob("*/*.cu"))
+HARNESS = Path(__file__).with_name("cuda_host_harness.cu")
+#: Families whose device functions the host harness calls, in inclusion order.
+HOST_FAMILIES = ("philox", "dropout")
+
+#: Kernels each family's gpu_cupy.py looks up; a renamed or missing entry point fails here.
+FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
+ENTRY_POINTS = {
+    "philox": {"fastreg_philox_rounds_u32", "fastreg_philox_bits_u32"},
+    "dropout": {"fastreg_dropout_mask_bool"}
+    | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "gaussian_apply") for s in FLOAT_SUFFIXES},
+}
+ENTRY_NAME = re.compile(r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|f32|f64|bool|u32)")
+
+KNOWN_ANSWERS = [  # Random123 tests/kat_vectors, philox4x32 10 rounds
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+KEYS = [(0, 0), (0xDEADBEEF, 0x12345678), (0xFFFFFFFF, 0xFFFFFFFF)]
+
+
+def _nvcc(*args: str) -> None:
+    result = subprocess.run([NVCC, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"nvcc {' '.join(args)} failed:\n{result.stderr}"
+
+
+# ------------------------------------------------------------------------ 1. device compiles
+
+
+def test_every_cu_is_a_family_source_the_loader_finds():
+    assert FAMILY_SOURCES, "no .cu files under kernels/"
+    for path in FAMILY_SOURCES:
+        assert path == cl.cu_path(path.parent.name), f"{path} is not <family>/<family>.cu"
+
+
+@pytest.mark.parametrize("path", FAMILY_SOURCES, ids=lambda p: p.parent.name)
+def test_source_includes_no_header(path):
+    # NVRTC (CuPy's compiler) finds neither curand nor the C library.
+    assert "#include" not in cl.source(path.parent.name)
+
+
+@pytest.fixture(scope="session")
+def cubins(tmp_path_factory):
+    """``{(family, arch): cubin bytes}``, compiled once per session."""
+    folder = tmp_path_factory.mktemp("cubin")
+    built = {}
+    for path in FAMILY_SOURCES:
+        family = path.parent.name
+        source = folder / f"{family}.cu"
+        source.write_text(cl.source(family))
+        for arch in ARCHS:
+            target = folder / f"{family}.{arch}.cubin"
+            _nvcc(f"-arch={arch}", "-cubin", *cl.OPTIONS, "-o", str(target), str(source))
+            built[family, arch] = target.read_bytes()
+    return built
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("path", FAMILY_SOURCES, ids=lambda p: p.parent.name)
+def test_nvcc_compiles_each_family(cubins, path, arch):
+    family = path.parent.name
+    entries = set(re.findall(rb"\.text\.(fastreg_\w+)", cubins[family, arch]))
+    names = {e.decode() for e in entries}
+    assert names, f"{family}.cu defines no fastreg_ kernel"
+    for name in names:
+        assert ENTRY_NAME.fullmatch(name), f"{name} is not fastreg_<op>_<stage>_<dtype>"
+    missing = ENTRY_POINTS.get(family, set()) - names
+    assert not missing, f"{family}.cu lacks kernels its gpu_cupy.py launches: {sorted(missing)}"
+
+
+def _nvrtc():
+    try:
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
+    except Exception:  # no CuPy, or no NVRTC library: the nvcc compile above still ran
+        return None
+    return nvrtc
+
+
+@pytest.mark.parametrize("path", FAMILY_SOURCES, ids=lambda p: p.parent.name)
+def test_nvrtc_compiles_each_family(path):
+    nvrtc = _nvrtc()
+    if nvrtc is None:
+        pytest.skip("CuPy's NVRTC is not importable")
+    family = path.parent.name
+    program = nvrtc.createProgram(cl.source(family), f"{family}.cu", [], [])
+    try:
+        nvrtc.compileProgram(program, ["-arch=compute_80", *cl.OPTIONS])
+    except Exception as error:
+        pytest.fail(f"NVRTC failed on {family}.cu: {error}\n{nvrtc.getProgramLog(program)}")
+
+
+# ----------------------------------------------------------- 2. host library of the same code
+
+_U32P = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_U64P = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
+_U8P = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
+_F64P = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+_u32, _u64, _int, _f64 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int, ctypes.c_double
+_SIGNATURES = {
+    "fr_host_philox": (_U32P, _U32P, _U32P, _u64, _int),
+    "fr_host_bits_at": (_U64P, _U32P, _u64, _u32, _u32, _u32, _u32),
+    "fr_host_random_bits": (_U32P, _u64, _u64, _u32, _u32, _u32, _u32),
+    "fr_host_keep": (_U32P, _U8P, _u64, _u64),
+    "fr_host_mask": (_U8P, _u64, _u32, _u32, _u32, _u32, _u64),
+    "fr_host_normals_at": (_U64P, _F64P, _u64, _u32, _u32, _u32),
+    "fr_host_dropout_f32": (_F32P, _F32P, _u64, _u32, _u32, _u32, _u32, _u64, ctypes.c_float),
+    "fr_host_dropout_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _u32, _u64, _f64),
+    "fr_host_gaussian_f32": (_F32P, _F32P, _u64, _u32, _u32, _u32, _f64, _f64),
+    "fr_host_gaussian_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _f64, _f64),
+}
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory):
+    """The preambles, the family .cu files and the harness as one host library (ctypes)."""
+    folder = tmp_path_factory.mktemp("cuda_host")
+    source = folder / "host.cu"
+    parts = [philox_preamble(), cl.dtype_preamble()]
+    parts += [cl.cu_path(family).read_text() for family in HOST_FAMILIES]
+    source.write_text("".join(parts) + HARNESS.read_text())
+    library = folder / "libfastreg_host.so"
+    _nvcc("-shared", "-Xcompiler", "-fPIC", "-O2", "-arch=sm_80", *cl.OPTIONS,
+          "-o", str(library), str(source))
+    lib = ctypes.CDLL(str(library))
+    for name, argtypes in _SIGNATURES.items():
+        getattr(lib, name).argtypes = argtypes
+        getattr(lib, name).restype = None
+    return lib
+
+
+def _philox_host(host, counter, key, rounds=10):
+    counter = np.ascontiguousarray(counter, np.uint32).reshape(-1, 4)
+    key = np.ascontiguousarray(np.broadcast_to(key, (counter.shape[0], 2)), np.uint32)
+    out = np.empty_like(counter)
+    host.fr_host_philox(counter, key, out, counter.shape[0], rounds)
+    return out
+
+
+@pytest.mark.parametrize(("counter", "key", "expected"), KNOWN_ANSWERS)
+def test_host_philox_known_answers(host, counter, key, expected):
+    got = _philox_host(host, np.array(counter), np.array(key))
+    assert tuple(int(w) for w in got[0]) == expected
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 7, 10])
+def test_host_philox_matches_numpy_for_random_counters(host, rounds):
+    rng = np.random.default_rng(rounds)
+    counter = rng.integers(0, 2**32, (257, 4), dtype=np.uint32)
+    key = rng.integers(0, 2**32, (257, 2), dtype=np.uint32)
+    np.testing.assert_array_equal(
+        _philox_host(host, counter, key, rounds), philox_ref.philox4x32(counter, key, rounds)
+    )
+
+
+def _bits_by_the_spec(index, k0, k1, salt, offset):
+    """bits(i) of SPEC §3.3 built from the NumPy round function: counter (lo, hi, salt, offset)."""
+    index = np.asarray(index, np.uint64)
+    block = index >> np.uint64(2)
+    counter = np.stack(
+        [
+            (block & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+            (block >> np.uint64(32)).astype(np.uint32),
+            np.full(index.shape, salt, np.uint32),
+            np.full(index.shape, offset, np.uint32),
+        ],
+        axis=-1,
+    )
+    words = philox_ref.philox4x32(counter, np.array([k0, k1], np.uint32))
+    return np.take_along_axis(words, (index & np.uint64(3)).astype(np.intp)[:, None], 1)[:, 0]
+
+
+@pytest.mark.parametrize(("k0", "k1"), KEYS)
+@pytest.mark.parametrize(("salt", "offset"), [(0, 0), (1, 7), (2, 0xFFFFFFFF), (0xABCDEF01, 3)])
+def test_host_bits_at_any_index(host, k0, k1, salt, offset):
+    rng = np.random.default_rng(salt ^ offset)
+    index = np.concatenate(
+        [
+            np.arange(37, dtype=np.uint64),
+            rng.integers(0, 2**64, 200, dtype=np.uint64, endpoint=False),
+            np.array([4 * 2**32 - 1, 4 * 2**32, 4 * 2**32 + 3, 2**63 + 5, 2**64 - 1], np.uint64),
+        ]
+    )
+    out = np.empty(index.size, np.uint32)
+    host.fr_host_bits_at(index, out, index.size, salt, offset, k0, k1)
+    np.testing.assert_array_equal(out, _bits_by_the_spec(index, k0, k1, salt, offset))
+
+
+@pytest.mark.parametrize("start", [0, 1, 3, 4, 4 * 2**32 - 5, 4 * 2**32 + 2, 2**62 + 1])
+@pytest.mark.parametrize("n", [1, 2, 5, 4099])
+def test_host_random_bits_block_walk(host, start, n):
+    k0, k1, salt, offset = 0x01234567, 0x89ABCDEF, 5, 11
+    out = np.empty(n, np.uint32)
+    host.fr_host_random_bits(out, start, n, k0, k1, salt, offset)
+    np.testing.assert_array_equal(out, philox_ref.random_bits(n, k0, k1, salt, offset, start))
+
+
+@pytest.mark.parametrize("p", [0.0, 2.0**-33, 1e-9, 0.1, 0.25, 0.5, 0.7, 1 - 2.0**-33, 1.0])
+def test_host_keep_rule_at_the_threshold(host, p):
+    threshold = kernel_threshold(p)
+    near = [threshold + d for d in (-2, -1, 0, 1, 2)]
+    bits = np.array([b for b in [0, 1, 2**31, 2**32 - 2, 2**32 - 1, *near] if 0 <= b < 2**32],
+                    np.uint32)
+    out = np.empty(bits.size, np.uint8)
+    host.fr_host_keep(bits, out, bits.size, threshold)
+    expected = [b >= min(math.floor(p * 2**32), 2**32 - 1) and p < 1.0 for b in bits.tolist()]
+    np.testing.assert_array_equal(out.astype(bool), expected)
+    if p == 1.0:
+        assert not out.any()  # drop all, even bits == 2**32 - 1
+    if p == 0.0:
+        assert out.all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 1023, 4097])
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+def test_host_mask_matches_numpy(host, n, p):
+    args = (0xCAFEF00D, 0x1, 0, 9, kernel_threshold(p))
+    out = np.empty(n, np.uint8)
+    host.fr_host_mask(out, n, *args)
+    np.testing.assert_array_equal(out.astype(bool), dropout_ref.keep_mask(n, *args))
+
+
+def _special_data(n, dtype):
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    x[: min(n, 3)] = [np.nan, np.inf, -np.inf][: min(n, 3)]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1, 6, 1001])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 1.0])
+def test_host_dropout_body_matches_numpy_bitwise(host, dtype, n, p):
+    x = _special_data(n, dtype)
+    key, salt, offset, threshold = (77, 3), 0, 5, kernel_threshold(p)
+    scale = dropout_scale(p, dtype)
+    expected = np.empty_like(x)
+    with np.errstate(invalid="ignore"):  # NaN * scale in the reference, then selected away
+        dropout_ref.dropout_apply(x, expected, *key, salt, offset, threshold, scale)
+    out = np.full_like(x, 123.0)
+    suffix = cl.float_type(dtype).suffix
+    getattr(host, f"fr_host_dropout_{suffix}")(x, out, n, *key, salt, offset, threshold, scale)
+    assert out.tobytes() == expected.tobytes()  # dropped NaN/Inf are +0.0, exactly
+    if p == 1.0:
+        assert not np.signbit(out).any() and not out.any()
+
+
+def test_host_normals_within_a_few_ulp(host):
+    n = 20_001
+    k0, k1, offset = 0x9E3779B9, 42, 17
+    index = np.arange(n, dtype=np.uint64)
+    out = np.empty(n, np.float64)
+    host.fr_host_normals_at(index, out, n, offset, k0, k1)
+    reference = philox_ref.normals(n, k0, k1, 2, offset)
+    np.testing.assert_array_max_ulp(out, reference, maxulp=4)
+    far = np.array([2**33 + 1, 2**40, 2**63 - 2], np.uint64)  # pair blocks past 2**32
+    host.fr_host_normals_at(far, got := np.empty(3), 3, offset, k0, k1)
+    words = [philox_ref.philox4x32([int(i >> 1) & 0xFFFFFFFF, int(i >> 1) >> 32, 2, offset],
+                                   [k0, k1]) for i in far.tolist()]
+    u = [((w[2 * (i & 1)] + 0.5) * 2.0**-32, (w[2 * (i & 1) + 1] + 0.5) * 2.0**-32)
+         for w, i in zip(words, far.tolist(), strict=True)]
+    expected = [math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2) for u1, u2 in u]
+    np.testing.assert_array_max_ulp(got, np.array(expected), maxulp=4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(("additive", "multiplicative"), [(0.7, 0.0), (0.0, 1.3)])
+def test_host_gaussian_body_matches_numpy(host, dtype, additive, multiplicative):
+    n = 4097
+    x = np.random.default_rng(1).standard_normal(n).astype(dtype)
+    expected = np.empty_like(x)
+    dropout_ref.gaussian_apply(x, expected, 5, 6, 3, additive, multiplicative)
+    out = np.empty_like(x)
+    suffix = cl.float_type(dtype).suffix
+    getattr(host, f"fr_host_gaussian_{suffix}")(x, out, n, 5, 6, 3, additive, multiplicative)
+    # Double transcendentals differ by an ulp or two; after the final cast the values agree to
+    # a few ulp of the output dtype.
+    np.testing.assert_array_max_ulp(out, expected, maxulp=4)
