@@ -316,3 +316,131 @@ def test_host_gaussian_body_matches_numpy(host, dtype, additive, multiplicative)
     # Double transcendentals differ by an ulp or two; after the final cast the values agree to
     # a few ulp of the output dtype.
     np.testing.assert_array_max_ulp(out, expected, maxulp=4)
+
+
+# ------------------------------------------------- 3. dry launches of the gpu_cupy.py twins
+# The CuPy twins run here against a NumPy stand-in for CuPy and a recorder for kernels: every
+# launch's arguments are checked against the C signature of the kernel it names (count, pointer
+# element types, exact scalar types), the silent failure mode of cupy.RawKernel.
+
+_POINTER_DTYPES = {
+    "fr_half": np.float16,
+    "float": np.float32,
+    "double": np.float64,
+    "fr_u32": np.uint32,
+    "fr_u64": np.uint64,
+    "unsigned char": np.bool_,
+    "int": np.int32,
+}
+_SCALAR_TYPES = {
+    "fr_u32": np.uint32,
+    "fr_u64": np.uint64,
+    "int": np.int32,
+    "float": np.float32,
+    "double": np.float64,
+    "fr_compute<fr_half>::type": np.float32,
+    "fr_compute<float>::type": np.float32,
+    "fr_compute<double>::type": np.float64,
+}
+_KERNEL = re.compile(r'extern "C" __global__ void (fastreg_\w+)\s*\(([^)]*)\)')
+
+
+@pytest.fixture(scope="session")
+def kernel_signatures(tmp_path_factory):
+    """``{kernel name: [(C type, is_pointer), ...]}`` from the preprocessed family sources."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no host C++ preprocessor")
+    signatures = {}
+    for path in FAMILY_SOURCES:
+        text = subprocess.run(
+            [compiler, "-E", "-P", "-x", "c++", "-D__CUDACC__", "-"],
+            input=cl.source(path.parent.name), capture_output=True, text=True, check=True,
+        ).stdout
+        for name, params in _KERNEL.findall(text):
+            parsed = []
+            for param in params.split(","):
+                ctype = " ".join(param.replace("*", " * ").split()[:-1])
+                ctype = ctype.removeprefix("const ").removesuffix("__restrict__").strip()
+                pointer = ctype.endswith("*")
+                parsed.append((ctype.rstrip("* ").strip(), pointer))
+            signatures[name] = parsed
+    return signatures
+
+
+class _Recorder:
+    def __init__(self, name, signatures, launches):
+        self.name, self.signatures, self.launches = name, signatures, launches
+
+    def __call__(self, grid, block, args):
+        assert self.name in self.signatures, f"no kernel {self.name} in any .cu"
+        params = self.signatures[self.name]
+        assert len(args) == len(params), f"{self.name}: {len(args)} args for {len(params)} params"
+        for position, ((ctype, pointer), arg) in enumerate(zip(params, args, strict=True)):
+            where = f"{self.name} argument {position} ({ctype}{' *' if pointer else ''})"
+            if pointer:
+                assert isinstance(arg, np.ndarray), f"{where}: got {type(arg).__name__}"
+                assert arg.dtype == _POINTER_DTYPES[ctype], f"{where}: got dtype {arg.dtype}"
+                assert arg.flags.c_contiguous, f"{where}: not contiguous"
+            else:
+                assert type(arg) is _SCALAR_TYPES[ctype], f"{where}: got {type(arg).__name__}"
+        assert len(grid) == len(block) == 1 and grid[0] >= 1 and 1 <= block[0] <= 1024
+        self.launches.append(self.name)
+
+
+@pytest.fixture
+def dry(monkeypatch, kernel_signatures):
+    """``(import_twin, launches)``: imports a gpu_cupy module over NumPy, records launches."""
+    import importlib
+    import sys
+    import types
+
+    stub = types.ModuleType("cupy")
+    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "float16", "float32",
+                 "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
+        setattr(stub, name, getattr(np, name))
+    monkeypatch.setitem(sys.modules, "cupy", stub)
+    launches: list[str] = []
+    monkeypatch.setattr(
+        cl, "_module",
+        lambda family: types.SimpleNamespace(
+            get_function=lambda name: _Recorder(name, kernel_signatures, launches)
+        ),
+    )
+
+    def import_twin(family):
+        name = f"fastreg._kernels.{family}.gpu_cupy"
+        monkeypatch.setitem(sys.modules, name, None)  # restored (or removed) after the test
+        del sys.modules[name]
+        return importlib.import_module(name)
+
+    with cl.launch_config(block_size=64, max_blocks=3):
+        yield import_twin, launches
+
+
+def test_dry_launch_philox(dry):
+    import_twin, launches = dry
+    twin = import_twin("philox")
+    counter = np.zeros((5, 4), np.uint32)
+    assert twin.philox4x32(counter, np.zeros((5, 2), np.uint32), 10).shape == (5, 4)
+    assert twin.random_bits(9, 1, 2, 3, 4, 5).shape == (9,)
+    assert twin.random_bits(0, 1, 2, 3, 4).shape == (0,)
+    assert launches == ["fastreg_philox_rounds_u32", "fastreg_philox_bits_u32"]
+
+
+@pytest.mark.parametrize("dtype", list(cl.FLOATS), ids=str)
+def test_dry_launch_dropout(dry, dtype):
+    import_twin, launches = dry
+    twin = import_twin("dropout")
+    x = np.ones(7, dtype)
+    assert twin.keep_mask(7, 1, 2, 0, 3, kernel_threshold(1.0)).dtype == np.bool_
+    twin.dropout_apply(x, np.empty_like(x), 1, 2, 0, 3, 2**31, dropout_scale(0.5, dtype))
+    twin.gaussian_apply(x, np.empty_like(x), 1, 2, 3, 0.5, 0.0)
+    suffix = cl.float_type(dtype).suffix
+    assert launches == [
+        "fastreg_dropout_mask_bool",
+        f"fastreg_dropout_apply_{suffix}",
+        f"fastreg_gaussian_apply_{suffix}",
+    ]
+    with pytest.raises(ValueError, match="contiguous"):
+        twin.dropout_apply(np.ones(8, dtype)[::2], np.empty(4, dtype), 1, 2, 0, 3, 0, 1.0)
