@@ -288,7 +288,12 @@ def format_table(results: Sequence[Result], backend: str) -> str:
             elif label == result.limit:
                 ratio = f"fastreg {result.limit_ratio:.2f}x its time"
             elif label in result.speedups:
-                ratio = f"fastreg {result.speedups[label]:.2f}x faster"
+                speedup = result.speedups[label]
+                ratio = (
+                    f"fastreg {speedup:.2f}x faster"
+                    if speedup >= 1.0
+                    else f"fastreg {1.0 / speedup:.2f}x slower"
+                )
             else:
                 ratio = ""
             cells = (name, label, format_seconds(timing.median_s), throughput, ratio)
@@ -305,7 +310,12 @@ def format_table(results: Sequence[Result], backend: str) -> str:
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
 
-    out = [f"fastreg bench (backend {backend}); ratios are medians taken in the same run", ""]
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    out = [
+        f"fastreg bench (backend {backend}, OMP_WAIT_POLICY {policy}); "
+        "ratios are medians taken in the same run",
+        "",
+    ]
     out += [line(header), line(tuple("-" * w for w in widths))]
     out += [line(row) for row in rows]
     goals = [g for r in results for g in r.goals if g.status in ("met", "missed")]
@@ -363,6 +373,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "versions": package_versions(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     try:
         import numba

@@ -1,0 +1,158 @@
+"""``python -m fastreg info|bench`` in subprocesses, and the runner's bookkeeping (no timings)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastreg
+from fastreg._bench import runner
+from fastreg._bench.cases import Case
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fastreg", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_info_reports_versions_backends_threads_and_cache():
+    done = _cli("info")
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(None, 1) for line in done.stdout.splitlines() if " " in line)
+    assert lines["fastreg"].strip() == fastreg.__version__
+    assert lines["RNG_SPEC_VERSION"].strip() == str(fastreg.RNG_SPEC_VERSION)
+    assert lines["NumPy"].strip() == np.__version__
+    assert "numba" in lines["backends"] and "numpy" in lines["backends"]
+    assert "default backend" in done.stdout
+    assert "Numba threads" in done.stdout and "Numba cache" in done.stdout
+
+
+def test_bench_quick_writes_table_and_json(tmp_path):
+    out = tmp_path / "out.json"
+    done = _cli("bench", "--quick", "--filter", "dropout 64k", "--repeats", "3", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "[1/1] dropout 64k f32 ..." in done.stderr
+    table = done.stdout
+    for word in ("dropout 64k f32", "fastreg", "numpy", "copy", "GB/s", "% of copy"):
+        assert word in table
+    report = json.loads(out.read_text())
+    machine = report["machine"]
+    for key in ("cpu_model", "cpu_count", "date", "versions", "numba_threads"):
+        assert machine[key], key
+    assert machine["versions"]["fastreg"] == fastreg.__version__
+    assert report["backend"] == "numba"
+    (result,) = report["results"]
+    assert result["name"] == "dropout 64k f32" and result["error"] is None
+    timings = result["timings"]
+    assert list(timings)[0] == "fastreg" and "copy" in timings and "numpy" in timings
+    for timing in timings.values():
+        assert timing["rounds"] == 3 and 0 < timing["min_s"] <= timing["median_s"]
+        assert timing["throughput"] == pytest.approx(
+            result["bytes_moved"] / timing["median_s"] / 1e9
+        )
+    fastreg_s, copy_s = timings["fastreg"]["median_s"], timings["copy"]["median_s"]
+    assert result["limit_ratio"] == pytest.approx(fastreg_s / copy_s)
+    assert result["percent_of_limit"] == pytest.approx(100 * copy_s / fastreg_s)
+    assert result["speedups"]["numpy"] == pytest.approx(timings["numpy"]["median_s"] / fastreg_s)
+
+
+def test_bench_without_matching_case_fails_clearly():
+    done = _cli("bench", "--filter", "no such case")
+    assert done.returncode == 1
+    assert "no benchmark case matches" in done.stderr
+
+
+def test_cli_needs_a_command():
+    done = _cli()
+    assert done.returncode == 2
+    assert "bench" in done.stderr and "info" in done.stderr
+
+
+# The runner's bookkeeping, on made-up cases whose contenders take no time worth measuring.
+
+
+def _case(setup, **fields) -> Case:
+    defaults = dict(name="fake", family="dropout", limit="copy", peers=("torch", "numpy"))
+    return Case(setup=setup, **{**defaults, "bytes_moved": 8, **fields})
+
+
+def _noop_setup(labels):
+    return lambda backend: {label: (lambda: None) for label in labels}
+
+
+def _result_with(speedups, limit_ratio):
+    result = runner.Result("fake", "dropout", "copy", ["torch", "numpy"], 8, None, "GB/s")
+    result.speedups, result.limit_ratio = speedups, limit_ratio
+    return result
+
+
+def test_goals_compare_peers_as_speedup_floors_and_limits_as_ceilings():
+    case = _case(None, goals={"torch": 20.0, "numpy": 2.0, "copy": 3.0, "gemm": 1.0})
+    goals = runner._evaluate_goals(case, _result_with({"torch": 25.0, "numpy": 1.5}, 3.5))
+    status = {goal.key: (goal.kind, goal.status) for goal in goals}
+    assert status == {
+        "torch": ("speedup", "met"),
+        "numpy": ("speedup", "missed"),
+        "copy": ("limit", "missed"),
+        "gemm": ("invalid", "invalid"),
+    }
+    goals = runner._evaluate_goals(case, _result_with({"numpy": 2.0}, 3.0))
+    status = {goal.key: goal.status for goal in goals}
+    assert status["torch"] == "skipped" and status["numpy"] == "met" and status["copy"] == "met"
+
+
+def test_run_case_records_missing_peers_and_ratios():
+    result = runner.run_case(
+        _case(_noop_setup(["fastreg", "numpy", "copy"]), goals={"torch": 20.0}),
+        "numba",
+        runner.Settings(repeats=2, min_sample=1e-5),
+    )
+    assert result.error is None
+    assert list(result.timings) == ["fastreg", "numpy", "copy"]
+    assert result.missing == ["torch"]
+    assert set(result.speedups) == {"numpy"} and result.limit_ratio is not None
+    assert [goal.status for goal in result.goals] == ["skipped"]
+    table = runner.format_table([result], "numba")
+    assert "not installed" in table and "goal >= 20x: skipped" in table
+
+
+def test_run_case_reports_a_failing_case_and_goes_on():
+    def broken(backend):
+        raise RuntimeError("setup exploded")
+
+    progress = io.StringIO()
+    cases = [_case(broken, name="bad"), _case(_noop_setup(["fastreg", "copy"]), name="good")]
+    results = runner.run(cases, "numba", runner.Settings(repeats=1), progress=progress)
+    assert "setup exploded" in results[0].error and results[1].error is None
+    assert "[1/2] bad ... ERROR" in progress.getvalue()
+    assert "[2/2] good ..." in progress.getvalue()
+    assert "cases with errors: bad" in runner.format_table(results, "numba")
+
+
+def test_select_cases_by_quick_and_substring():
+    cases = [
+        _case(None, name="dropout 4M f32"),
+        _case(None, name="dense 128x784->500 f32", family="dense", quick=False),
+    ]
+    assert runner.select_cases(cases, quick=True) == cases[:1]
+    assert runner.select_cases(cases, filters=["DENSE"]) == cases[1:]
+    assert runner.select_cases(cases, filters=["4m", "dense"]) == cases
+    assert runner.select_cases(cases, quick=True, filters=["dense"]) == []
+
+
+def test_adaptive_rounds_stay_within_bounds():
+    settings = runner.Settings(budget=0.0, min_repeats=4, max_repeats=6, min_sample=1e-5)
+    timings = runner._time_interleaved({"fastreg": lambda: None}, settings)
+    assert timings["fastreg"].rounds == 4
+    settings = runner.Settings(budget=10.0, min_repeats=4, max_repeats=6, min_sample=1e-5)
+    assert runner._time_interleaved({"fastreg": lambda: None}, settings)["fastreg"].rounds == 6
