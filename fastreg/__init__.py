@@ -15,6 +15,11 @@ from .dropout import dropout_backward as dropout_backward
 from .dropout import dropout_mask as dropout_mask
 from .dropout import gaussian_dropout as gaussian_dropout
 from .dropout import gaussian_noise as gaussian_noise
+from .prox import max_norm_ as max_norm_
+from .prox import penalty as penalty
+from .prox import prox_adam_ as prox_adam_
+from .prox import prox_group_lasso_ as prox_group_lasso_
+from .prox import prox_sgd_ as prox_sgd_
 from .random import RNG_SPEC_VERSION as RNG_SPEC_VERSION
 from .random import philox4x32 as philox4x32
 from .random import random_bits as random_bits

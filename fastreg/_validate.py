@@ -18,8 +18,13 @@ from ._backends import array_kind
 
 __all__ = [
     "check_array",
+    "check_axes",
     "check_bool",
     "check_choice",
+    "check_int_at_least",
+    "check_keep_mask",
+    "check_matching_list",
+    "check_momentum",
     "check_nonnegative",
     "check_noise_shape",
     "check_offset",
@@ -29,6 +34,8 @@ __all__ = [
     "check_seed",
     "check_shape",
     "check_shape_equal",
+    "check_update_arrays",
+    "check_writeable",
 ]
 
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -206,3 +213,128 @@ def check_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> tuple[int, ..
         resolved.append(entry)
     resolved_shape = tuple(resolved)
     return None if resolved_shape == tuple(shape) else resolved_shape
+
+
+def check_int_at_least(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int ``>= minimum`` (e.g. Adam's ``step``, counted from 1)."""
+    value = _integer(value, name)
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def check_writeable(x: Any, name: str) -> Any:
+    """``x`` must be writeable: it is updated in place."""
+    if not x.flags.writeable:
+        raise ValueError(f"{name} must be a writeable array (it is updated in place), got a "
+                         f"read-only array")
+    return x
+
+
+def check_keep_mask(mask: Any, name: str, shape: tuple[int, ...]) -> Any:
+    """A boolean keep-mask (True = kept) of ``shape``."""
+    if not _is_array(mask):
+        raise TypeError(f"{name} must be a bool array (True = kept), got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{name} must have dtype bool (True = kept), got {mask.dtype}")
+    check_shape_equal(mask, name, shape, "the weights' shape")
+    return mask
+
+
+def check_axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints or None for all axes) as sorted non-negative axes, with
+    NumPy ``norm(axis=...)`` semantics: the axes a group's L2 norm is taken over."""
+    if axis is None:
+        return tuple(range(ndim))
+    entries = (axis,) if isinstance(axis, (int, np.integer)) else axis
+    try:
+        axes = [_integer(a, name) for a in entries]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, a tuple of ints or None, got "
+                        f"{_describe(axis)}") from None
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name} entries must be in [{-ndim}, {ndim}) for an array of "
+                             f"{ndim} dimension(s), got {_describe(axis)}")
+    normalized = sorted(a % ndim for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{name} must not repeat an axis, got {_describe(axis)}")
+    return tuple(normalized)
+
+
+def check_matching_list(
+    value: Any, name: str, count: int, is_list: bool, *, optional: bool = False
+) -> list[Any]:
+    """``value`` as a list of ``count`` entries: a list/tuple of that length when the weights
+    were given as a list, else one array. ``None`` (or ``None`` entries) only when ``optional``."""
+    if value is None:
+        if optional:
+            return [None] * count
+        raise TypeError(f"{name} must be given, got None")
+    if is_list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list of {count} arrays like w, got "
+                            f"{type(value).__name__}")
+        if len(value) != count:
+            raise ValueError(f"{name} must have {count} entries (one per array of w), got "
+                             f"{len(value)}")
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be one array like w (w is one array), got a "
+                        f"{type(value).__name__}")
+    return [value]
+
+
+def check_momentum(momentum: float, nesterov: bool, has_buf: bool) -> None:
+    """Momentum needs a state buffer; Nesterov needs momentum (as in torch.optim.SGD)."""
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov=True needs momentum > 0, got momentum=0.0")
+    if momentum > 0.0 and not has_buf:
+        raise ValueError(f"momentum={momentum!r} needs buf= (a state array like w, zeros at the "
+                         f"first step), got None")
+
+
+def _entry(name: str, index: int | None) -> str:
+    return name if index is None else f"{name}[{index}]"
+
+
+def check_update_arrays(
+    index: int | None,
+    w: Any,
+    inputs: tuple[tuple[str, Any], ...],
+    states: tuple[tuple[str, Any], ...],
+    mask: Any,
+) -> None:
+    """One tensor of an in-place update: ``w`` and ``states`` writeable float arrays, ``inputs``
+    of ``w``'s dtype and shape, ``mask`` None or bool of ``w``'s shape. ``index`` is the position
+    in a list (names become ``w[3]``), None for a single array."""
+    # Fast path: lists of hundreds of small tensors are checked per call, so the common case
+    # costs a few attribute reads; any doubt goes to the checks below, which raise.
+    dtype = getattr(w, "dtype", None)
+    if (
+        type(w) is np.ndarray
+        and dtype in _CPU_DTYPES
+        and w.flags.writeable
+        and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == w.shape
+                for _, a in inputs)
+        and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == w.shape
+                and a.flags.writeable for _, a in states)
+        and (mask is None or (type(mask) is np.ndarray and mask.dtype == np.bool_
+                              and mask.shape == w.shape))
+    ):
+        return
+    w_name = _entry("w", index)
+    check_writeable(check_array(w, w_name), w_name)
+    for name, a in (*inputs, *states):
+        entry = _entry(name, index)
+        check_array(a, entry)
+        if array_kind(a) != array_kind(w):
+            raise TypeError(f"{entry} must be a {array_kind(w)} array like w, got a "
+                            f"{array_kind(a)} array")
+        if a.dtype != w.dtype:
+            raise TypeError(f"{entry} must have dtype {w.dtype} like {w_name}, got {a.dtype}")
+        check_shape_equal(a, entry, tuple(w.shape), f"the shape of {w_name}")
+    for name, a in states:
+        check_writeable(a, _entry(name, index))
+    if mask is not None:
+        check_keep_mask(mask, _entry("mask", index), tuple(w.shape))

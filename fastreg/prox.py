@@ -1,0 +1,438 @@
+"""Proximal weight updates (SPEC §4.4): L1, L2, elastic net, group lasso and max-norm, in place.
+
+Penalty convention (Keras): ``R(w) = l1 * sum|w| + l2 * sum w**2``. With the soft threshold
+``S(v, t) = sign(v) * max(|v| - t, 0)`` the proximal step of ``lr * R`` is
+``S(v, lr*l1) / (1 + 2*lr*l2)``: weights inside the threshold become exactly ``+0.0`` (a select,
+so every backend gives the same bits), which a subgradient step on ``R`` never does.
+
+Every op takes one array or a list of arrays (with matching lists for gradients, states and
+masks) and updates them in one call; everything is validated before the first write, so on any
+error nothing has been modified. Arrays are updated where they live: tensors whose arrays share
+one memory order (all C- or all F-contiguous) are walked in one pass; strided arrays are staged
+in a contiguous copy and written back, so the update still lands in the caller's array.
+Hyper-parameters are combined in float64 on the host and cast once to the arrays' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _backends
+from ._validate import (
+    check_array,
+    check_axes,
+    check_bool,
+    check_int_at_least,
+    check_matching_list,
+    check_momentum,
+    check_nonnegative,
+    check_probability,
+    check_update_arrays,
+)
+
+__all__ = ["max_norm_", "penalty", "prox_adam_", "prox_group_lasso_", "prox_sgd_"]
+
+_Staged = list[tuple[Any, Any]]
+
+
+def _weights(w: Any) -> tuple[list[Any], bool]:
+    """The weights as a list, and whether the caller gave a list."""
+    if isinstance(w, (list, tuple)):
+        return list(w), True
+    return [w], False
+
+
+def _resolve(backend: str | None, *columns: list[Any]) -> str:
+    """The backend for all arrays of all lists (the common all-NumPy case checks one array)."""
+    arrays = [a for column in columns for a in column if a is not None]
+    if all(type(a) is np.ndarray for a in arrays):
+        return _backends.resolve(backend, *arrays[:1])
+    return _backends.resolve(backend, *arrays)
+
+
+def _conform(a: Any, order: str, written: bool, staged: _Staged) -> Any:
+    """``a`` itself if contiguous in ``order``, else a contiguous copy (written back later when
+    ``written``): the twins walk a tensor's arrays in one memory order."""
+    if a is None or (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
+        return a
+    copy = np.array(a, order=order)
+    if written:
+        staged.append((a, copy))
+    return copy
+
+
+def _arrange(
+    w: Any, inputs: list[Any], states: list[Any], mask: Any, staged: _Staged
+) -> tuple[Any, list[Any], list[Any], Any]:
+    """The arrays of one tensor, all C- or all F-contiguous (F only when ``w`` is F-only)."""
+    others = (*inputs, *states, mask)
+    if w.flags.c_contiguous and all(a is None or a.flags.c_contiguous for a in others):
+        return w, inputs, states, mask
+    if w.flags.f_contiguous and all(a is None or a.flags.f_contiguous for a in others):
+        return w, inputs, states, mask
+    order = "F" if w.flags.f_contiguous else "C"
+    return (
+        _conform(w, order, True, staged),
+        [_conform(a, order, False, staged) for a in inputs],
+        [_conform(a, order, True, staged) for a in states],
+        _conform(mask, order, False, staged),
+    )
+
+
+def _write_back(staged: _Staged) -> None:
+    for destination, copy in staged:
+        destination[...] = copy
+
+
+def _by_dtype(ws: list[Any]) -> dict[np.dtype, list[int]]:
+    groups: dict[np.dtype, list[int]] = {}
+    for k, w in enumerate(ws):
+        groups.setdefault(w.dtype, []).append(k)
+    return groups
+
+
+def prox_sgd_(
+    w: Any,
+    grad: Any,
+    *,
+    lr: float,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    buf: Any = None,
+    mask: Any = None,
+    backend: str | None = None,
+) -> Any:
+    """Proximal SGD step in place: ``w = S(w - lr*d, lr*l1) / (1 + 2*lr*l2)``.
+
+    ``d = grad`` without momentum; with ``momentum > 0``, first ``buf = momentum*buf + grad``
+    (PyTorch's SGD convention, no dampening) and ``d = buf``, or ``d = grad + momentum*buf`` if
+    ``nesterov``. ``S(v, t) = sign(v) * max(|v| - t, 0)`` gives exact ``+0.0`` zeros. The step is
+    the proximal operator of ``lr * R`` with Keras's ``R(w) = l1*sum|w| + l2*sum w**2``, applied
+    after the gradient step of the smooth loss. With a keep-mask (dense-sparse-dense training),
+    ``w[~mask] = +0.0`` afterwards.
+
+    Iterating this step is ISTA (FISTA with extrapolated points) and converges to the elastic
+    net. scikit-learn's ``ElasticNet(alpha, l1_ratio, fit_intercept=False)`` minimizes
+    ``||y - X w||**2 / (2 n) + alpha*l1_ratio*|w|_1 + alpha*(1 - l1_ratio)/2 * ||w||**2``: take
+    ``grad = X.T @ (X @ w - y) / n``, ``lr <= 1/L`` with ``L = ||X||_2**2 / n``, and
+    ``l1 = alpha * l1_ratio``, ``l2 = alpha * (1 - l1_ratio) / 2``.
+
+    Parameters
+    ----------
+    w : float32/float64 array, any shape, or a list of such arrays; updated in place
+    grad : array of w's shape and dtype (or a list matching w)
+    lr, l1, l2 : finite floats >= 0 (the step and the penalty weights)
+    momentum : float >= 0; nesterov : bool (needs momentum > 0)
+    buf : momentum state, array of w's shape and dtype (zeros before the first step), updated in
+        place; required when ``momentum > 0``, untouched when ``momentum == 0``
+    mask : bool array of w's shape (True = kept), optional; lists may hold None entries
+    backend : "numpy" or "numba"; default per SPEC §2
+
+    Returns
+    -------
+    w, updated in place (the same array or list object)
+
+    Raises
+    ------
+    ValueError: negative or non-finite lr/l1/l2/momentum, shape or list-length mismatch,
+        momentum without buf, nesterov without momentum, read-only arrays.
+    TypeError: non-arrays, integer or mixed dtypes, a list where an array is expected.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> w = np.array([0.5, -0.05, 2.0])
+    >>> prox_sgd_(w, np.zeros(3), lr=0.1, l1=1.0).tolist()
+    [0.4, 0.0, 1.9]
+    """
+    lr = check_nonnegative(lr, "lr")
+    l1 = check_nonnegative(l1, "l1")
+    l2 = check_nonnegative(l2, "l2")
+    momentum = check_nonnegative(momentum, "momentum")
+    nesterov = check_bool(nesterov, "nesterov")
+    ws, is_list = _weights(w)
+    grads = check_matching_list(grad, "grad", len(ws), is_list)
+    bufs = check_matching_list(buf, "buf", len(ws), is_list, optional=True)
+    masks = check_matching_list(mask, "mask", len(ws), is_list, optional=True)
+    check_momentum(momentum, nesterov, buf is not None)
+    use_buf = momentum > 0.0
+    index = None
+    for k, wk in enumerate(ws):
+        if is_list:
+            index = k
+        states = (("buf", bufs[k]),) if use_buf or bufs[k] is not None else ()
+        check_update_arrays(index, wk, (("grad", grads[k]),), states, masks[k])
+    twin = _backends.twin("prox", _resolve(backend, ws, grads, bufs, masks))
+    staged: _Staged = []
+    for dtype, members in _by_dtype(ws).items():
+        t = dtype.type
+        scalars = (t(lr), t(lr * l1), t(1.0 / (1.0 + 2.0 * lr * l2)), t(momentum), nesterov)
+        arranged = []
+        for k in members:
+            wk, (gk,), states, mk = _arrange(
+                ws[k], [grads[k]], [bufs[k]] if use_buf else [], masks[k], staged
+            )
+            arranged.append((wk, gk, states[0] if use_buf else None, mk))
+        if not is_list:
+            twin.sgd_update(*arranged[0], *scalars)
+            continue
+        columns = [list(c) for c in zip(*arranged, strict=True)]
+        twin.sgd_update_many(
+            columns[0], columns[1], columns[2] if use_buf else None, columns[3], *scalars
+        )
+    _write_back(staged)
+    return w
+
+
+def prox_adam_(
+    w: Any,
+    grad: Any,
+    m: Any,
+    v: Any,
+    *,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+    backend: str | None = None,
+) -> Any:
+    """Adam step with the L1/L2 prox in the Adam metric, in place.
+
+    Moments (Kingma & Ba): ``m = beta1*m + (1-beta1)*grad``, ``v = beta2*v + (1-beta2)*grad**2``,
+    ``m_hat = m / (1 - beta1**step)``, ``v_hat = v / (1 - beta2**step)``. With
+    ``psi = sqrt(v_hat) + eps`` (the diagonal Adam metric):
+    ``z = w - lr*m_hat/psi - lr*weight_decay*w`` (decoupled decay, AdamW), then
+    ``w = S(z, lr*l1/psi) / (1 + 2*lr*l2/psi)``, the prox of ``lr * R`` (Keras
+    ``R(w) = l1*sum|w| + l2*sum w**2``) in the metric ``psi``: exact ``+0.0`` zeros for L1.
+    ``w[~mask] = +0.0`` afterwards if a keep-mask is given (the moments are updated everywhere).
+    With ``l1 = l2 = 0`` this is ``torch.optim.AdamW``'s step.
+
+    Parameters
+    ----------
+    w : float32/float64 array, any shape, or a list of such arrays; updated in place
+    grad : array of w's shape and dtype (or a list matching w)
+    m, v : first and second moments, arrays of w's shape and dtype (zeros before step 1),
+        updated in place
+    step : int >= 1, the number of this step (bias correction)
+    lr, eps, l1, l2, weight_decay : finite floats >= 0
+    beta1, beta2 : floats in [0, 1)
+    mask : bool array of w's shape (True = kept), optional; lists may hold None entries
+    backend : "numpy" or "numba"; default per SPEC §2
+
+    Returns
+    -------
+    w, updated in place (the same array or list object)
+
+    Raises
+    ------
+    ValueError: step < 1, betas outside [0, 1), negative hyper-parameters, shape or list-length
+        mismatch, read-only arrays.
+    TypeError: non-arrays, integer or mixed dtypes, a non-int step.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> w, m, v = np.array([1.0, 1e-4]), np.zeros(2), np.zeros(2)
+    >>> prox_adam_(w, np.array([1.0, 1.0]), m, v, step=1, lr=0.1, l1=0.1).tolist()
+    [0.8000000000999999, 0.0]
+    """
+    step = check_int_at_least(step, "step", 1)
+    lr = check_nonnegative(lr, "lr")
+    beta1 = check_probability(beta1, "beta1", allow_one=False)
+    beta2 = check_probability(beta2, "beta2", allow_one=False)
+    eps = check_nonnegative(eps, "eps")
+    l1 = check_nonnegative(l1, "l1")
+    l2 = check_nonnegative(l2, "l2")
+    weight_decay = check_nonnegative(weight_decay, "weight_decay")
+    ws, is_list = _weights(w)
+    grads = check_matching_list(grad, "grad", len(ws), is_list)
+    ms = check_matching_list(m, "m", len(ws), is_list)
+    vs = check_matching_list(v, "v", len(ws), is_list)
+    masks = check_matching_list(mask, "mask", len(ws), is_list, optional=True)
+    index = None
+    for k, wk in enumerate(ws):
+        if is_list:
+            index = k
+        check_update_arrays(index, wk, (("grad", grads[k]),), (("m", ms[k]), ("v", vs[k])),
+                            masks[k])
+    twin = _backends.twin("prox", _resolve(backend, ws, grads, ms, vs, masks))
+    host = (
+        beta1,
+        1.0 - beta1,
+        beta2,
+        1.0 - beta2,
+        lr / (1.0 - beta1**step),
+        1.0 / math.sqrt(1.0 - beta2**step),
+        eps,
+        1.0 - lr * weight_decay,
+        lr * l1,
+        2.0 * lr * l2,
+    )
+    prox = l1 > 0.0 or l2 > 0.0
+    staged: _Staged = []
+    for dtype, members in _by_dtype(ws).items():
+        scalars = (*(dtype.type(s) for s in host), prox)
+        arranged = []
+        for k in members:
+            wk, (gk,), (mk, vk), keep = _arrange(ws[k], [grads[k]], [ms[k], vs[k]], masks[k],
+                                                 staged)
+            arranged.append((wk, gk, mk, vk, keep))
+        if not is_list:
+            twin.adam_update(*arranged[0], *scalars)
+            continue
+        columns = [list(c) for c in zip(*arranged, strict=True)]
+        twin.adam_update_many(*columns, *scalars)
+    _write_back(staged)
+    return w
+
+
+def _group_rows(w: Any, axes: tuple[int, ...], staged: _Staged) -> Any:
+    """``w`` as a 2-D ``(groups, group_size)`` array whose rows are the groups: a view when the
+    layout allows, else a copy staged for writing back."""
+    others = [a for a in range(w.ndim) if a not in axes]
+    moved = w.transpose(others + list(axes))
+    rows = math.prod(w.shape[a] for a in others)
+    rows2 = moved.reshape(rows, math.prod(w.shape[a] for a in axes))
+    if rows2.size and not np.may_share_memory(rows2, w):
+        staged.append((moved, rows2.reshape(moved.shape)))
+    return rows2
+
+
+def _group_op(w: Any, axis: Any, backend: str | None, kernel: str, param: float) -> Any:
+    ws, is_list = _weights(w)
+    axes = []
+    for k, wk in enumerate(ws):
+        check_update_arrays(k if is_list else None, wk, (), (), None)
+        axes.append(check_axes(axis, wk.ndim))
+    twin = _backends.twin("prox", _resolve(backend, ws))
+    for wk, ak in zip(ws, axes, strict=True):
+        staged: _Staged = []
+        getattr(twin, kernel)(_group_rows(wk, ak, staged), param)
+        _write_back(staged)
+    return w
+
+
+def prox_group_lasso_(
+    w: Any, *, t: float, axis: Any = 0, backend: str | None = None
+) -> Any:
+    """Group-lasso prox in place: each group ``w_g`` becomes ``max(0, 1 - t/||w_g||) * w_g``.
+
+    A group is the set of entries that share every index outside ``axis``, and ``||w_g||`` is
+    the L2 norm over ``axis`` (NumPy ``norm(axis=...)`` and Keras ``MaxNorm`` semantics): for a
+    dense kernel ``W`` of shape ``(K, N)``, ``axis=0`` makes ``W[:, j]`` (the incoming weights of
+    unit ``j``) a group. This is the prox of ``t * sum_g ||w_g||``; groups with
+    ``||w_g|| <= t`` become exactly ``+0.0`` (zero groups stay zero, no NaN). Norms are
+    accumulated in float64; each group's scale is cast once to the dtype.
+
+    Parameters
+    ----------
+    w : float32/float64 array, or a list of arrays; updated in place
+    t : finite float >= 0, the threshold (``lr * lambda`` for a step of size lr)
+    axis : int, tuple of ints, or None (the whole array is one group); default 0
+    backend : "numpy" or "numba"; default per SPEC §2
+
+    Returns
+    -------
+    w, updated in place
+
+    Raises
+    ------
+    ValueError: negative t, axis out of range or repeated, read-only arrays.
+    TypeError: non-arrays, integer dtypes, a non-int axis.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> W = np.array([[3.0, 0.1], [4.0, 0.0]])
+    >>> prox_group_lasso_(W, t=1.0).tolist()
+    [[2.4, 0.0], [3.2, 0.0]]
+    """
+    t = check_nonnegative(t, "t")
+    return _group_op(w, axis, backend, "group_lasso", t)
+
+
+def max_norm_(
+    w: Any, *, max_norm: float, axis: Any = 0, backend: str | None = None
+) -> Any:
+    """Max-norm constraint in place: each group ``w_g`` becomes ``min(1, max_norm/||w_g||) * w_g``.
+
+    Groups and ``axis`` as in :func:`prox_group_lasso_` (Keras ``MaxNorm(max_value, axis)``).
+    The scale is exact (no epsilon, unlike Keras): groups within the bound are left untouched,
+    the others end with norm ``max_norm`` up to rounding; ``max_norm = 0`` zeroes every group
+    (exact ``+0.0``).
+
+    Parameters
+    ----------
+    w : float32/float64 array, or a list of arrays; updated in place
+    max_norm : finite float >= 0
+    axis : int, tuple of ints, or None (the whole array is one group); default 0
+    backend : "numpy" or "numba"; default per SPEC §2
+
+    Returns
+    -------
+    w, updated in place
+
+    Raises
+    ------
+    ValueError: negative max_norm, axis out of range or repeated, read-only arrays.
+    TypeError: non-arrays, integer dtypes, a non-int axis.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> W = np.array([[3.0, 0.1], [4.0, 0.0]])
+    >>> max_norm_(W, max_norm=1.0).tolist()
+    [[0.6, 0.1], [0.8, 0.0]]
+    """
+    bound = check_nonnegative(max_norm, "max_norm")
+    return _group_op(w, axis, backend, "max_norm", bound)
+
+
+def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = None) -> float:
+    """Keras penalty ``R(w) = l1 * sum|w| + l2 * sum w**2``, summed over a list of arrays.
+
+    Sums are accumulated in float64; a term whose weight is 0 is left out (so ``l1=0`` with an
+    infinite weight gives ``inf`` or a number, never ``0 * inf = NaN``).
+
+    Parameters
+    ----------
+    w : float32/float64 array of any shape and layout, or a list of arrays
+    l1, l2 : finite floats >= 0
+    backend : "numpy" or "numba"; default per SPEC §2
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError: negative or non-finite l1/l2.
+    TypeError: non-arrays, integer dtypes.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> penalty(np.array([1.0, -2.0]), l1=0.5, l2=0.25)
+    2.75
+    """
+    l1 = check_nonnegative(l1, "l1")
+    l2 = check_nonnegative(l2, "l2")
+    ws, is_list = _weights(w)
+    for k, wk in enumerate(ws):
+        check_array(wk, f"w[{k}]" if is_list else "w")
+    twin = _backends.twin("prox", _resolve(backend, ws))
+    total = 0.0
+    for wk in ws:
+        sum_abs, sum_squares = twin.abs_square_sums(wk)
+        total += (l1 * sum_abs if l1 else 0.0) + (l2 * sum_squares if l2 else 0.0)
+    return total
