@@ -1,0 +1,202 @@
+"""The cupy backend against the NumPy twins: bit-equal streams and masks, values by dtype.
+
+Skipped unless ``cupy`` is in ``fastreg.available_backends()`` (CuPy imports and sees a device).
+Without a GPU, tests/test_cuda_compile.py still compiles and host-checks the same CUDA code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastreg
+from fastreg.random import dropout_scale, kernel_threshold
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        "cupy" not in fastreg.available_backends(), reason="no usable CuPy device"
+    ),
+]
+
+if "cupy" in fastreg.available_backends():
+    import cupy as cp
+    from fastreg._kernels import cuda_launch as cl
+    from fastreg._kernels.dropout import gpu_cupy as dropout_gpu
+    from fastreg._kernels.dropout import ref_numpy as dropout_ref
+    from fastreg._kernels.philox import gpu_cupy as philox_gpu
+    from fastreg._kernels.philox import ref_numpy as philox_ref
+
+#: (threads per block, block cap): default, one block, tiny blocks, odd sizes, many blocks.
+LAUNCHES = [(256, None), (32, 1), (64, 3), (96, 7), (1024, 2), (128, 10_000)]
+SHAPES = [(1,), (3,), (5,), (7, 9), (2, 3, 5), (1001,), (64, 33)]
+FLOATS = [np.float16, np.float32, np.float64]
+#: Gaussian values: double transcendentals differ by an ulp, then one cast to the dtype.
+GAUSS_RTOL = {np.dtype(np.float16): 1e-3, np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+
+
+@pytest.fixture(params=LAUNCHES, ids=lambda c: f"block{c[0]}-cap{c[1]}")
+def launch(request):
+    with cl.launch_config(*request.param):
+        yield request.param
+
+
+def _host(a):
+    return cp.asnumpy(a)
+
+
+def _data(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_philox_known_answers_on_device():
+    counter = np.array(
+        [[0, 0, 0, 0], [0xFFFFFFFF] * 4, [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344]],
+        np.uint32,
+    )
+    key = np.array([[0, 0], [0xFFFFFFFF] * 2, [0xA4093822, 0x299F31D0]], np.uint32)
+    got = _host(philox_gpu.philox4x32(cp.asarray(counter), cp.asarray(key), 10))
+    expected = [
+        [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8],
+        [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ]
+    np.testing.assert_array_equal(got, np.array(expected, np.uint32))
+    for rounds in (0, 7):
+        np.testing.assert_array_equal(
+            _host(philox_gpu.philox4x32(cp.asarray(counter), cp.asarray(key), rounds)),
+            philox_ref.philox4x32(counter, key, rounds),
+        )
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 4099, 100_003])
+@pytest.mark.parametrize("start", [0, 3, 4 * 2**32 - 6, 2**62 + 1])
+def test_random_bits_equal_numpy(launch, n, start):
+    args = (0xDEADBEEF, 0x12345678, 0xABC, 0xFFFFFFFF)
+    np.testing.assert_array_equal(
+        _host(philox_gpu.random_bits(n, *args, start)), philox_ref.random_bits(n, *args, start)
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("salt", "offset"), [(0, 0), (1, 7), (2, 2**32 - 1)])
+def test_public_random_bits_equal_cpu(launch, shape, salt, offset):
+    seed = 2**64 - 3
+    gpu = fastreg.random_bits(shape, seed=seed, offset=offset, salt=salt, backend="cupy")
+    assert isinstance(gpu, cp.ndarray) and gpu.dtype == np.uint32 and gpu.shape == shape
+    for cpu in fastreg.available_backends():
+        if cpu != "cupy":
+            expected = fastreg.random_bits(shape, seed=seed, offset=offset, salt=salt, backend=cpu)
+            np.testing.assert_array_equal(_host(gpu), expected)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p", [0.0, 1e-9, 0.3, 0.5, 1 - 2.0**-33, 1.0])
+def test_masks_bit_equal_to_cpu(launch, shape, p):
+    gpu = fastreg.dropout_mask(shape, p, seed=9, offset=4, backend="cupy")
+    assert gpu.dtype == np.bool_ and gpu.shape == shape
+    for cpu in fastreg.available_backends():
+        if cpu != "cupy":
+            cpu_mask = fastreg.dropout_mask(shape, p, seed=9, offset=4, backend=cpu)
+            np.testing.assert_array_equal(_host(gpu), cpu_mask)
+    if p == 1.0:
+        assert not gpu.any()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("n", [1, 6, 4097])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 1.0])
+def test_dropout_twin_equals_numpy_twin_bitwise(launch, dtype, n, p):
+    x = _data(n, dtype)
+    x[: min(n, 3)] = [np.nan, np.inf, -np.inf][: min(n, 3)]
+    args = (77, 3, 0, 5, kernel_threshold(p), dropout_scale(p, dtype))
+    expected = np.empty_like(x)
+    with np.errstate(invalid="ignore"):
+        dropout_ref.dropout_apply(x, expected, *args)
+    out = cp.full(n, 7, dtype)
+    dropout_gpu.dropout_apply(cp.asarray(x), out, *args)
+    # One multiply, no FMA contraction: float16 rounds its exact float32 product once, as NumPy.
+    assert _host(out).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_dropout_any_layout_and_out(dtype, layout):
+    x = _data((9, 14), dtype)
+    padded = np.zeros((18, 28), dtype)
+    padded[::2, ::2] = x
+    arranged = {"C": cp.asarray(x), "F": cp.asfortranarray(cp.asarray(x)),
+                "strided": cp.asarray(padded)[::2, ::2]}[layout]
+    reference = fastreg.dropout(x, 0.4, seed=5, offset=1, backend="numpy")
+    y = fastreg.dropout(arranged, 0.4, seed=5, offset=1)  # the array type picks cupy
+    assert isinstance(y, cp.ndarray) and y.flags.c_contiguous and y.dtype == dtype
+    np.testing.assert_array_equal(_host(y), reference)
+    grad = fastreg.dropout_backward(arranged, 0.4, seed=5, offset=1, backend="cupy")
+    np.testing.assert_array_equal(
+        _host(grad), fastreg.dropout_backward(x, 0.4, seed=5, offset=1, backend="numpy")
+    )
+    out = cp.zeros((18, 28), dtype)[::2, ::2]
+    assert fastreg.dropout(arranged, 0.4, seed=5, offset=1, out=out) is out
+    np.testing.assert_array_equal(_host(out), reference)
+    in_place = cp.asarray(x)
+    assert fastreg.dropout(in_place, 0.4, seed=5, offset=1, out=in_place) is in_place
+    np.testing.assert_array_equal(_host(in_place), reference)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_noise_shape_and_identity_cases(dtype):
+    x = _data((40, 7), dtype) + 10
+    y = fastreg.dropout(cp.asarray(x), 0.5, seed=8, noise_shape=(40, 1))
+    expected = fastreg.dropout(x, 0.5, seed=8, noise_shape=(40, 1), backend="numpy")
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(_host(y), expected)
+    gx = cp.asarray(x)
+    assert fastreg.dropout(gx, 0.0, seed=1) is gx
+    assert fastreg.dropout(gx, 0.5, seed=1, training=False) is gx
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("shape", [(1,), (7,), (33, 65)])
+def test_gaussian_ops_match_numpy(launch, dtype, shape):
+    x = _data(shape, dtype)
+    rtol = GAUSS_RTOL[np.dtype(dtype)]
+    for op, arg in ((fastreg.gaussian_noise, 0.7), (fastreg.gaussian_dropout, 0.3)):
+        gpu = op(cp.asarray(x), arg, seed=4, offset=2)
+        assert isinstance(gpu, cp.ndarray) and gpu.dtype == dtype
+        ref = op(x.astype(np.float64), arg, seed=4, offset=2, backend="numpy")
+        np.testing.assert_allclose(_host(gpu).astype(np.float64), ref, rtol=rtol, atol=rtol)
+
+
+def test_gaussian_twin_within_a_few_ulp_in_float64(launch):
+    n = 50_001
+    x = _data(n, np.float64)
+    expected = np.empty_like(x)
+    dropout_ref.gaussian_apply(x, expected, 5, 6, 3, 0.25, 1.5)
+    out = cp.empty(n, np.float64)
+    dropout_gpu.gaussian_apply(cp.asarray(x), out, 5, 6, 3, 0.25, 1.5)
+    np.testing.assert_array_max_ulp(_host(out), expected, maxulp=8)
+
+
+def test_keep_rate_is_binomial():
+    n, p = 1_000_003, 0.3
+    kept = int(fastreg.dropout_mask(n, p, seed=123, backend="cupy").sum())
+    assert abs(kept - n * (1 - p)) < 5 * math.sqrt(n * p * (1 - p))
+
+
+def test_array_kinds_never_cross():
+    with pytest.raises(TypeError, match=r"cupy.*numpy"):
+        fastreg.dropout(np.ones(4, np.float32), 0.5, seed=1, backend="cupy")
+    with pytest.raises(TypeError, match=r"numpy.*cupy"):
+        fastreg.dropout(cp.ones(4, np.float32), 0.5, seed=1, backend="numpy")
+    with pytest.raises(TypeError, match="out must be a cupy array"):
+        fastreg.dropout(cp.ones(4, np.float32), 0.5, seed=1, out=np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        fastreg.dropout(cp.ones(4, np.int32), 0.5, seed=1)
+
+
+def test_empty_arrays():
+    assert fastreg.dropout(cp.ones((0, 3), np.float32), 0.5, seed=1).shape == (0, 3)
+    assert fastreg.dropout_mask((0,), 0.5, seed=1, backend="cupy").shape == (0,)
+    assert fastreg.random_bits(0, seed=1, backend="cupy").shape == (0,)
