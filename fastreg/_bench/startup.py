@@ -27,6 +27,8 @@ import fastreg
 t2 = time.perf_counter()
 x = np.ones(1 << 20, dtype=np.float32)
 t3 = time.perf_counter()
+import numba  # the first call imports it anyway; timed apart to split the first call's cost
+t3n = time.perf_counter()
 fastreg.dropout(x, 0.5, seed=0)
 t4 = time.perf_counter()
 fastreg.dropout(x, 0.5, seed=1)
@@ -35,6 +37,7 @@ print(json.dumps({
     "numpy_import_s": t1 - t0,
     "import_s": t2 - t0,
     "first_call_s": t4 - t3,
+    "numba_import_s": t3n - t3,
     "second_call_s": t5 - t4,
     "backend": fastreg.get_backend(),
 }))
@@ -60,7 +63,14 @@ def measure(runs: int = 5) -> dict[str, Any]:
     imports = subprocess.run(
         [sys.executable, "-c", _IMPORT_ONLY], capture_output=True, text=True, check=True
     ).stdout.split()
-    keys = ("numpy_import_s", "import_s", "first_call_s", "second_call_s", "process_s")
+    keys = (
+        "numpy_import_s",
+        "import_s",
+        "first_call_s",
+        "numba_import_s",
+        "second_call_s",
+        "process_s",
+    )
     return {
         "runs": runs,
         "warming_first_call_s": warm["first_call_s"],
@@ -87,6 +97,7 @@ def report(figures: dict[str, Any]) -> str:
             f"    of which import numpy          {median['numpy_import_s']:.3f} s",
             f"  first dropout call (1M f32)      {median['first_call_s']:.3f} s "
             f"({worst['first_call_s']:.3f})   {verdict(median['first_call_s'], FIRST_CALL_GOAL_S)}",
+            f"    of which import numba          {median['numba_import_s']:.3f} s",
             f"  second dropout call              {median['second_call_s']:.4f} s",
             f"  whole process (python startup)   {median['process_s']:.3f} s",
             f"  cache-warming process, 1st call  {figures['warming_first_call_s']:.3f} s",
