@@ -64,13 +64,6 @@ class Goal:
     measured: float | None = None
     status: str = "skipped"  # "met", "missed", "skipped" (contender absent), "invalid" (bad key)
 
-    def describe(self) -> str:
-        if self.kind == "speedup":
-            return f">= {self.target:g}x faster than {self.key}"
-        if self.kind == "limit":
-            return f"<= {self.target:g}x the time of {self.key}"
-        return f"{self.key}: {self.target:g} (key is neither a peer nor the limit)"
-
 
 @dataclass
 class Timing:
@@ -259,7 +252,7 @@ def _goal_cell(goals: list[Goal], key: str) -> str:
     for goal in goals:
         if goal.key == key:
             rule = ">=" if goal.kind == "speedup" else "<="
-            return f"goal {rule} {goal.target:g}x: {goal.status}"
+            return f"goal {rule} {goal.target:.3g}x: {goal.status}"
     return ""
 
 
