@@ -225,7 +225,7 @@ def check_int_at_least(value: Any, name: str, minimum: int) -> int:
 
 def check_writeable(x: Any, name: str) -> Any:
     """``x`` must be writeable: it is updated in place."""
-    if not x.flags.writeable:
+    if not getattr(x.flags, "writeable", True):  # CuPy arrays have no such flag: always writeable
         raise ValueError(f"{name} must be a writeable array (it is updated in place), got a "
                          f"read-only array")
     return x

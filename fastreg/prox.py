@@ -58,7 +58,7 @@ def _conform(a: Any, order: str, written: bool, staged: _Staged) -> Any:
     ``written``): the twins walk a tensor's arrays in one memory order."""
     if a is None or (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
         return a
-    copy = np.array(a, order=order)
+    copy = a.copy(order=order)  # a method both NumPy and CuPy arrays have
     if written:
         staged.append((a, copy))
     return copy
@@ -303,7 +303,8 @@ def _group_rows(w: Any, axes: tuple[int, ...], staged: _Staged) -> Any:
     moved = w.transpose(others + list(axes))
     rows = math.prod(w.shape[a] for a in others)
     rows2 = moved.reshape(rows, math.prod(w.shape[a] for a in axes))
-    if rows2.size and not np.may_share_memory(rows2, w):
+    xp = _backends.array_module(_backends.array_kind(w))  # numpy or cupy, whichever holds w
+    if rows2.size and not xp.may_share_memory(rows2, w):
         staged.append((moved, rows2.reshape(moved.shape)))
     return rows2
 
