@@ -10,6 +10,10 @@ from ._backends import available_backends as available_backends
 from ._backends import get_backend as get_backend
 from ._backends import set_backend as set_backend
 from ._backends import use_backend as use_backend
+from .dropconnect import dropconnect as dropconnect
+from .dropconnect import dropconnect_backward as dropconnect_backward
+from .dropconnect import dropconnect_inference as dropconnect_inference
+from .dropconnect import dropconnect_moments as dropconnect_moments
 from .dropout import dropout as dropout
 from .dropout import dropout_backward as dropout_backward
 from .dropout import dropout_mask as dropout_mask

@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_int_at_least",
     "check_keep_mask",
+    "check_layer",
     "check_matching_list",
     "check_momentum",
     "check_nonnegative",
@@ -172,6 +173,24 @@ def check_shape_equal(a: Any, a_name: str, shape: tuple[int, ...], what: str) ->
     """``a.shape == shape``, else a ValueError naming ``a_name`` and ``what`` it must match."""
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{a_name} must have shape {tuple(shape)} ({what}), got {tuple(a.shape)}")
+
+
+def check_layer(x: Any, W: Any, b: Any = None) -> tuple[int, int, int]:
+    """A dense layer's operands: float ``x (..., K)``, ``W (K, N)``, ``b (N,)`` or None, one
+    dtype; returns ``(M, K, N)`` with ``M`` the product of ``x``'s leading dimensions."""
+    check_array(x, "x", ndim_min=1)
+    check_array(W, "W", ndim=2)
+    if b is not None:
+        check_array(b, "b", ndim=1)
+    check_same_dtype(x=x, W=W, b=b)
+    k, n = x.shape[-1], W.shape[1]
+    check_shape_equal(W, "W", (k, n), "(K, N) with K = x.shape[-1]")
+    if b is not None:
+        check_shape_equal(b, "b", (n,), "(N,) with N = W.shape[1]")
+    m = 1
+    for d in x.shape[:-1]:
+        m *= d
+    return m, k, n
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, kind: str) -> Any:

@@ -1,0 +1,190 @@
+"""DropConnect CPU twin in Numba: per-example masks regenerated tile by tile, never stored.
+
+Same names and signatures as ``ref_numpy``. Example ``e``'s weight ``(k, n)`` is kept iff
+``bits(e*K*N + k*N + n) >= threshold`` (salt 1). For a fixed ``(e, k)`` the ``n`` range is
+contiguous in the flat index, so a tile of columns is one run of whole Philox blocks (plus at most
+one ragged block at each end when ``N`` is not a multiple of 4), drawn by ``fill_bits`` into an
+L1-resident uint32 buffer and consumed at once through a view that starts at the tile's first
+element (a view, not ``bits[lead + j]``: a possibly negative index defeats vectorization). Memory
+beyond inputs and outputs is O(tile) per thread. The buffer is uint32 because 8-lane 32-bit
+compares made the apply loop 2x cheaper than 4-lane uint64 ones (0.11 vs 0.26 ns per element,
+measured side by side); so ``p == 1`` (threshold 2**32) is answered before the kernels run.
+
+Work is split over output tiles (``prange``): the forward over (example block, column tile), the
+backward over rows ``k`` of ``W`` (row ``k`` owns both ``dW[k, :]`` and ``dx[:, k]``, so one pass
+over the bits serves both gradients). Each output element is summed by one task in a fixed order,
+so results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..philox.cpu_numba import fill_bits
+
+_U = np.uint64
+_MASK32 = 0xFFFFFFFF
+#: Columns per tile (a multiple of 4): its bits (8 bytes each) and one row of the accumulator stay
+#: in L1 (64 KiB).
+NT = 256
+#: Examples per forward tile: each ``W[k, tile]`` read is reused by this many examples.
+EB = 8
+#: Independent partial sums of the ``dx`` reduction: without fastmath LLVM may not reorder a float
+#: sum, so the reduction is written as LANES interleaved sums that vectorize (and fix the order).
+LANES = 8
+
+
+@njit(inline="always")
+def _row_bits(bits, e, k, n0, nt, K, N, salt, offset, k0, k1):
+    """The words of elements ``(e, k, n0:n0 + nt)``: a view into ``bits`` after filling it with
+    the whole Philox blocks that cover them."""
+    start = (e * K + k) * N + n0
+    lead = start & 3
+    fill_bits(bits, start >> 2, (lead + nt + 3) >> 2, salt, offset, k0, k1)
+    return bits[lead : lead + nt]
+
+
+@njit(parallel=True, cache=True)
+def _example_forward(x, W, b, has_bias, y, k0, k1, salt, offset, threshold, scale):
+    B, K = x.shape
+    N = W.shape[1]
+    zero = y.dtype.type(0)
+    n_eb = (B + EB - 1) // EB
+    n_nt = (N + NT - 1) // NT
+    for tile in prange(n_eb * n_nt):
+        e0 = (tile // n_nt) * EB
+        n0 = (tile % n_nt) * NT
+        e1 = min(B, e0 + EB)
+        nt = min(N, n0 + NT) - n0
+        acc = np.zeros((EB, NT), dtype=y.dtype)
+        bits = np.empty(NT + 8, dtype=np.uint32)
+        for k in range(K):
+            w = W[k, n0 : n0 + nt]
+            for e in range(e0, e1):
+                kb = _row_bits(bits, e, k, n0, nt, K, N, salt, offset, k0, k1)
+                xe = x[e, k]
+                row = acc[e - e0]
+                for j in range(nt):
+                    wj = w[j]  # loaded unconditionally: a blend, not a masked load
+                    row[j] += xe * (wj if kb[j] >= threshold else zero)
+        for e in range(e0, e1):
+            for j in range(nt):
+                v = acc[e - e0, j] * scale
+                y[e, n0 + j] = v + b[n0 + j] if has_bias else v
+
+
+@njit(inline="always")
+def _masked_dot(t, w):
+    """``sum_j t[j] * w[j]`` as LANES=8 interleaved sums in scalars (registers, not an array
+    LLVM must assume aliases the gradient row), combined pairwise in a fixed order."""
+    n = t.size
+    full = n - n % LANES
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = t.dtype.type(0)
+    for j in range(0, full, LANES):
+        s0 += t[j] * w[j]
+        s1 += t[j + 1] * w[j + 1]
+        s2 += t[j + 2] * w[j + 2]
+        s3 += t[j + 3] * w[j + 3]
+        s4 += t[j + 4] * w[j + 4]
+        s5 += t[j + 5] * w[j + 5]
+        s6 += t[j + 6] * w[j + 6]
+        s7 += t[j + 7] * w[j + 7]
+    for j in range(full, n):
+        s0 += t[j] * w[j]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(parallel=True, cache=True)
+def _example_backward(dy, x, W, dx, dW, k0, k1, salt, offset, threshold, scale):
+    B, K = x.shape
+    N = W.shape[1]
+    zero = W.dtype.type(0)
+    for k in prange(K):
+        bits = np.empty(NT + 8, dtype=np.uint32)
+        kept = np.empty(NT, dtype=W.dtype)
+        gw = dW[k]
+        gw[:] = zero
+        for e in range(B):
+            xe = x[e, k]
+            total = zero
+            for n0 in range(0, N, NT):
+                nt = min(N, n0 + NT) - n0
+                kb = _row_bits(bits, e, k, n0, nt, K, N, salt, offset, k0, k1)
+                g = dy[e, n0 : n0 + nt]
+                t = kept[:nt]
+                for j in range(nt):
+                    gj = g[j]
+                    t[j] = gj if kb[j] >= threshold else zero
+                gt = gw[n0 : n0 + nt]
+                for j in range(nt):
+                    gt[j] += xe * t[j]
+                total += _masked_dot(t, W[k, n0 : n0 + nt])
+            dx[e, k] = total * scale
+        for n in range(N):
+            gw[n] *= scale
+
+
+def _stream(k0, k1, salt, offset, threshold):
+    return _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold)
+
+
+def example_forward(x, W, b, k0, k1, salt, offset, threshold, scale):
+    """``y[e] = x[e] @ (W * M_e * scale) + b``; ``x`` (B, K), ``W`` (K, N), ``b`` (N,) or None.
+
+    Computed as ``scale * sum_k x[e, k] * select(keep, W[k, n], 0)`` (+ ``b[n]``)."""
+    B, N = x.shape[0], W.shape[1]
+    if threshold > _MASK32:  # p == 1: every weight dropped
+        y = np.zeros((B, N), dtype=x.dtype)
+        return y + b if b is not None else y
+    y = np.empty((B, N), dtype=x.dtype)
+    bias = b if b is not None else np.zeros(0, dtype=x.dtype)
+    stream = _stream(k0, k1, salt, offset, threshold)
+    _example_forward(x, W, bias, b is not None, y, *stream, x.dtype.type(scale))
+    return y
+
+
+def example_backward(dy, x, W, k0, k1, salt, offset, threshold, scale):
+    """``dx[e] = (W * M_e * scale) @ dy[e]``, ``dW = sum_e outer(x[e], dy[e]) * M_e * scale``."""
+    if threshold > _MASK32:  # p == 1: every weight dropped
+        return np.zeros_like(x), np.zeros_like(W)
+    dx = np.empty_like(x)
+    dW = np.empty_like(W)
+    stream = _stream(k0, k1, salt, offset, threshold)
+    _example_backward(dy, x, W, dx, dW, *stream, x.dtype.type(scale))
+    return dx, dW
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@njit(parallel=True, cache=True)
+def _relu_gaussian_mean(mean, std, out):
+    for i in prange(mean.size):
+        mu = np.float64(mean[i])
+        sigma = np.float64(std[i])
+        if sigma > 0.0:
+            z = mu / sigma
+            out[i] = mu * 0.5 * math.erfc(-z * _SQRT_HALF) + sigma * _INV_SQRT_2PI * math.exp(
+                -0.5 * z * z
+            )
+        else:
+            out[i] = max(mu, 0.0)
+
+
+def relu_gaussian_mean(mean, std):
+    """``E[relu(u)]`` for ``u ~ N(mean, std**2)``: ``mean*Phi(mean/std) + std*phi(mean/std)``,
+    and ``relu(mean)`` where ``std == 0``; evaluated in float64 and cast once."""
+    out = np.empty(mean.shape, dtype=mean.dtype)
+    _relu_gaussian_mean(
+        np.ascontiguousarray(mean).reshape(-1),
+        np.ascontiguousarray(std).reshape(-1),
+        out.reshape(-1),
+    )
+    return out
+
+
+__all__ = ["example_backward", "example_forward", "relu_gaussian_mean"]
