@@ -1,7 +1,14 @@
 """Dropout-family CPU twin in Numba: Philox drawn inside the kernel, no mask stored.
 
-Same names and signatures as ``ref_numpy``. Each parallel task owns a run of whole Philox blocks
-(4 elements each), so results never depend on the thread count or the task split.
+Same names and signatures as ``ref_numpy``. Each parallel task owns a run of whole tiles of
+Philox blocks (4 elements each), so results never depend on the thread count or the task split.
+
+Two phases per tile, each a serial Numba function that LLVM vectorizes on its own: fill a uint32
+tile of words that stays in L1 (:func:`fill_words`, AVX2 ``vpmuludq`` on 4 blocks per vector),
+then one contiguous select loop over the tile (8 float32 lanes per instruction). One fused loop
+(Philox then four selects per block) does not vectorize at all and ran ~10x slower; inlining the
+phases into the parfor body also lost the vector code. Measured on the 2-core AVX2 EPYC: Philox is
+~90% of the time, the select ~0.06 ns per element.
 """
 
 from __future__ import annotations
@@ -9,14 +16,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..philox.constants import SALT_GAUSSIAN
-from ..philox.cpu_numba import box_muller, fill_bits, philox_block
+from ..philox.constants import MASK32, SALT_GAUSSIAN
+from ..philox.cpu_numba import box_muller, fill_words
 
 _U = np.uint64
-#: Philox blocks per inner tile: the bits of one tile (4*TILE uint32) stay in L1.
+#: Philox blocks per tile: 2048 words (8 KiB) plus the matching x and out slices fit in L1.
 TILE = 512
-#: Tiles per parallel task, so a task is ~128k elements and threads hand off rarely.
-TILES_PER_TASK = 64
+#: Tiles per parallel task: 64k elements, so a 4M-element array is 64 tasks and the two threads
+#: get even halves while each task amortizes its tile allocation.
+TILES_PER_TASK = 32
+
+
+@njit(cache=True)
+def _select(x, out, bits, threshold, scale):
+    zero = x.dtype.type(0)
+    for t in range(x.size):
+        v = x[t] * scale
+        # A select, not a multiply: dropped NaN/Inf inputs give exactly +0.0.
+        out[t] = v if bits[t] >= threshold else zero
+
+
+@njit(cache=True)
+def _compare(out, bits, threshold):
+    for t in range(out.size):
+        out[t] = bits[t] >= threshold
 
 
 @njit(parallel=True, cache=True)
@@ -25,61 +48,78 @@ def _keep_mask(out, k0, k1, salt, offset, threshold):
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
     for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
-        bits = np.empty(4 * TILE, dtype=np.uint64)
+        bits = np.empty(4 * TILE, dtype=np.uint32)
         for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
-            fill_bits(bits, first, count, salt, offset, k0, k1)
+            fill_words(bits, first, count, salt, offset, k0, k1)
             base = 4 * first
-            for t in range(min(4 * count, n - base)):
-                out[base + t] = bits[t] >= threshold
+            m = min(4 * count, n - base)
+            _compare(out[base : base + m], bits[:m], threshold)
 
 
 def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) -> np.ndarray:
     """``bits(i) >= threshold`` for ``i`` in ``0..n-1``, as bool (True = kept)."""
+    if threshold > MASK32:  # p == 1: no 32-bit word reaches 2**32
+        return np.zeros(n, dtype=np.bool_)
     out = np.empty(n, dtype=np.bool_)
-    _keep_mask(out, _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold))
+    _keep_mask(out, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold))
     return out
 
 
 @njit(parallel=True, cache=True)
 def _dropout_apply(x, out, k0, k1, salt, offset, threshold, scale):
     n = x.size
-    zero = x.dtype.type(0)
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
     for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
-        bits = np.empty(4 * TILE, dtype=np.uint64)
+        bits = np.empty(4 * TILE, dtype=np.uint32)
         for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
-            fill_bits(bits, first, count, salt, offset, k0, k1)
+            fill_words(bits, first, count, salt, offset, k0, k1)
             base = 4 * first
-            for t in range(min(4 * count, n - base)):
-                # A select, not a multiply: dropped NaN/Inf inputs give exactly +0.0.
-                out[base + t] = x[base + t] * scale if bits[t] >= threshold else zero
+            m = min(4 * count, n - base)
+            # Slices, not base + t indexing: their indices are provably non-negative, so Numba's
+            # wraparound branch folds away and the loop vectorizes (0.36 vs 4.7 ns/element).
+            _select(x[base : base + m], out[base : base + m], bits[:m], threshold, scale)
 
 
 def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
     """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
-    _dropout_apply(x, out, _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+    if threshold > MASK32:  # p == 1: everything dropped, +0.0 even for NaN inputs
+        out[...] = 0
+        return
+    # uint32 threshold: the select compares 8 words per AVX2 instruction instead of 4.
+    _dropout_apply(x, out, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
+
+
+@njit(cache=True)
+def _gaussian_tile(x, out, words, additive, multiplicative):
+    for t in range(x.size):
+        v = np.float64(x[t])
+        out[t] = v + (additive + multiplicative * v) * box_muller(words[2 * t], words[2 * t + 1])
 
 
 @njit(parallel=True, cache=True)
 def _gaussian_apply(x, out, k0, k1, offset, additive, multiplicative):
     n = x.size
-    npairs = (n + 1) >> 1
     salt = _U(SALT_GAUSSIAN)
-    per_task = 4 * TILE
-    for task in prange((npairs + per_task - 1) // per_task):
-        for j in range(task * per_task, min(npairs, (task + 1) * per_task)):
-            w0, w1, w2, w3 = philox_block(_U(j), salt, offset, k0, k1)
-            i = 2 * j
-            v = np.float64(x[i])
-            out[i] = v + (additive + multiplicative * v) * box_muller(w0, w1)
-            if i + 1 < n:
-                v = np.float64(x[i + 1])
-                out[i + 1] = v + (additive + multiplicative * v) * box_muller(w2, w3)
+    # Element i uses words 2*(i & 1) and 2*(i & 1) + 1 of block i >> 1: a tile of TILE blocks
+    # serves 2*TILE elements, reading its words in pairs.
+    nblocks = (n + 1) >> 1
+    ntiles = (nblocks + TILE - 1) // TILE
+    for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
+        words = np.empty(4 * TILE, dtype=np.uint32)
+        for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
+            first = tile * TILE
+            count = min(nblocks, first + TILE) - first
+            fill_words(words, first, count, salt, offset, k0, k1)
+            base = 2 * first
+            m = min(2 * count, n - base)
+            _gaussian_tile(
+                x[base : base + m], out[base : base + m], words, additive, multiplicative
+            )
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
