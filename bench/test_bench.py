@@ -24,8 +24,8 @@ from fastreg._bench.cases import FAMILIES, Case, all_cases
 
 CASES = all_cases()
 _BACKEND = fastreg.get_backend()
-# One case's inputs at a time: tests run case by case, and holding every case's arrays at once
-# would take hundreds of MB.
+# One case's inputs at a time: the tests of a case run one after the other, and holding every
+# case's arrays at once would take hundreds of MB.
 _cache: dict[str, dict[str, Callable[[], Any]]] = {}
 
 
@@ -44,19 +44,15 @@ def _ident(case: Case) -> str:
     return case.name.replace(" ", "_")
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=_ident(c), marks=_marks(c)) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=_ident(c)) for c in CASES])
 def test_case_is_well_formed(case: Case) -> None:
-    """The table entry and what its setup returns agree with the Case contract."""
+    """The table entry follows the Case contract (checked without building its inputs)."""
     assert [c.name for c in CASES].count(case.name) == 1, "case names must be unique"
     assert case.family in FAMILIES, f"family {case.family!r} is not one of {FAMILIES}"
     assert (case.bytes_moved or 0) > 0 or (case.flops or 0) > 0, "set bytes_moved or flops"
     assert case.limit and case.limit not in case.peers and "fastreg" not in case.peers
     for key in case.goals:
         assert key in case.peers or key == case.limit, f"goal key {key!r} names no contender"
-    labels = list(_contenders(case))
-    assert labels[0] == "fastreg", "setup must return the fastreg contender first"
-    assert case.limit in labels, f"setup must return the limit {case.limit!r}"
-    assert set(labels) <= {"fastreg", *case.peers, case.limit}, "undeclared contender"
 
 
 @pytest.mark.parametrize(
@@ -69,6 +65,10 @@ def test_case_is_well_formed(case: Case) -> None:
 )
 def test_contender(benchmark: Any, case: Case, label: str) -> None:
     contenders = _contenders(case)
+    labels = list(contenders)
+    assert labels[0] == "fastreg", "setup must return the fastreg contender first"
+    assert case.limit in labels, f"setup must return the limit {case.limit!r}"
+    assert set(labels) <= {"fastreg", *case.peers, case.limit}, "undeclared contender"
     if label not in contenders:
         pytest.skip(f"peer {label!r} is not installed")
     calls = 0
