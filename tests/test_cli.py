@@ -156,3 +156,19 @@ def test_adaptive_rounds_stay_within_bounds():
     assert timings["fastreg"].rounds == 4
     settings = runner.Settings(budget=10.0, min_repeats=4, max_repeats=6, min_sample=1e-5)
     assert runner._time_interleaved({"fastreg": lambda: None}, settings)["fastreg"].rounds == 6
+
+
+def test_a_failing_peer_loses_its_row_not_the_case():
+    def setup(backend):
+        def broken():
+            raise RuntimeError("peer exploded")
+
+        return {"fastreg": lambda: None, "torch": broken, "copy": lambda: None}
+
+    result = runner.run_case(
+        _case(setup, goals={"torch": 2.0}), "numba", runner.Settings(repeats=1, min_sample=1e-5)
+    )
+    assert result.error is None and list(result.timings) == ["fastreg", "copy"]
+    assert result.failed == {"torch": "RuntimeError: peer exploded"}
+    assert [goal.status for goal in result.goals] == ["skipped"]
+    assert "peer exploded" in runner.format_table([result], "numba")

@@ -85,6 +85,7 @@ class Result:
     unit: str | None  # "GB/s", "GFLOP/s" or None
     timings: dict[str, Timing] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # declared peers that setup did not return
+    failed: dict[str, str] = field(default_factory=dict)  # peer or limit -> the error it raised
     speedups: dict[str, float] = field(default_factory=dict)  # peer time / fastreg time
     limit_ratio: float | None = None  # fastreg time / limit time
     percent_of_limit: float | None = None  # 100 * limit time / fastreg time
@@ -117,14 +118,16 @@ def _sample(fn: Callable[[], Any], number: int) -> float:
 
 
 def _time_interleaved(
-    contenders: dict[str, Callable[[], Any]], settings: Settings
+    contenders: dict[str, Callable[[], Any]], settings: Settings, warm: bool = False
 ) -> dict[str, Timing]:
     labels = list(contenders)
-    # The warm-up call compiles (cached Numba kernels load from disk) and faults the pages in;
-    # the second call estimates the per-call time that sizes `number` and the round count.
+    # The warm-up call (unless the caller made it: ``warm``) compiles (cached Numba kernels load
+    # from disk) and faults the pages in; the next call estimates the per-call time that sizes
+    # `number` and the round count.
     estimates = {}
     for label in labels:
-        contenders[label]()
+        if not warm:
+            contenders[label]()
         estimates[label] = max(_sample(contenders[label], 1), 1e-7)
     numbers = {
         label: max(1, min(10_000, round(settings.min_sample / estimates[label])))
@@ -195,7 +198,16 @@ def run_case(case: Case, backend: str, settings: Settings) -> Result:
         if "fastreg" not in contenders:
             raise ValueError(f"setup returned {sorted(contenders)}, with no 'fastreg' contender")
         result.missing = [label for label in (*case.peers, case.limit) if label not in contenders]
-        result.timings = _time_interleaved(contenders, settings)
+        contenders = dict(contenders)
+        contenders["fastreg"]()  # its failure is the case's
+        for label in list(contenders)[1:]:
+            # A broken peer or limit costs its own row, not the fastreg measurement.
+            try:
+                contenders[label]()
+            except Exception as error:
+                result.failed[label] = f"{type(error).__name__}: {error}"
+                del contenders[label]
+        result.timings = _time_interleaved(contenders, settings, warm=True)
     except Exception:
         result.error = traceback.format_exc(limit=-3).strip()
         result.seconds = time.perf_counter() - start
@@ -292,6 +304,8 @@ def format_table(results: Sequence[Result], backend: str) -> str:
             cells = (name, label, format_seconds(timing.median_s), throughput, ratio)
             rows.append((*cells, _goal_cell(result.goals, label)))
             name = ""
+        for label, message in result.failed.items():
+            rows.append(("", label, "failed", "", message[:60], _goal_cell(result.goals, label)))
         for label in result.missing:
             rows.append(("", label, "n/a", "", "not installed", _goal_cell(result.goals, label)))
         for goal in result.goals:
