@@ -184,6 +184,21 @@ def launch(kernel_function: Any, work_items: int, args: tuple) -> None:
     kernel_function((blocks,), (threads,), args)
 
 
+def launch_blocks(kernel_function: Any, work_items: int, args: tuple) -> None:
+    """Run ``kernel_function`` with one CUDA block per work item (block-stride over items
+    beyond the cap): for kernels whose block cooperates on an item (a chunk, a group)."""
+    if work_items <= 0:
+        return
+    config = _launch.get() or LaunchConfig()
+    blocks = min(work_items, grid(work_items * config.block_size)[0])
+    kernel_function((blocks,), (config.block_size,), args)
+
+
+def pointer(array: Any) -> int:
+    """The device address of ``array``'s first element, 0 for None (kernel tables)."""
+    return 0 if array is None else array.data.ptr
+
+
 def check_contiguous(**arrays: Any) -> None:
     """Twins index memory by the logical flat index: they take C-contiguous arrays only."""
     for name, array in arrays.items():

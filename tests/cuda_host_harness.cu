@@ -54,4 +54,28 @@ void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offse
 FR_HOST_DROPOUT(f32, float)
 FR_HOST_DROPOUT(f64, double)
 
+#define FR_HOST_PROX(SUFFIX, T)                                                                  \
+    void fr_host_sgd_##SUFFIX(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 n, \
+                              T lr, T thr, T shrink, T momentum, int nesterov) {                 \
+        for (fr_u64 i = 0; i < n; ++i)                                                           \
+            fr_sgd_element(w, grad, buf, mask, i, lr, thr, shrink, momentum, nesterov != 0);     \
+    }                                                                                            \
+    void fr_host_adam_##SUFFIX(T *w, const T *grad, T *m, T *v, const unsigned char *mask,      \
+                               fr_u64 n, T beta1, T omb1, T beta2, T omb2, T step_size,          \
+                               T inv_sqrt_bc2, T eps, T decay, T lr_l1, T two_lr_l2, int prox) { \
+        for (fr_u64 i = 0; i < n; ++i)                                                           \
+            fr_adam_element(w, grad, m, v, mask, i, beta1, omb1, beta2, omb2, step_size,         \
+                            inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox != 0);              \
+    }
+FR_HOST_PROX(f32, float)
+FR_HOST_PROX(f64, double)
+
+void fr_host_group_scales(const double *norms, double *lasso, double *bounded, fr_u64 n,
+                          double t, double c) {
+    for (fr_u64 g = 0; g < n; ++g) {
+        lasso[g] = fr_group_lasso_scale(norms[g], t);
+        bounded[g] = fr_max_norm_scale(norms[g], c);
+    }
+}
+
 }  // extern "C"

@@ -25,6 +25,7 @@ from fastreg._kernels import cuda_launch as cl
 from fastreg._kernels.dropout import ref_numpy as dropout_ref
 from fastreg._kernels.philox import ref_numpy as philox_ref
 from fastreg._kernels.philox.cuda_source import philox_preamble
+from fastreg._kernels.prox import ref_numpy as prox_ref
 
 from fastreg.random import dropout_scale, kernel_threshold
 
@@ -35,7 +36,7 @@ ARCHS = ("sm_80", "sm_90")
 FAMILY_SOURCES = sorted(cl.KERNEL_DIR.glob("*/*.cu"))
 HARNESS = Path(__file__).with_name("cuda_host_harness.cu")
 #: Families whose device functions the host harness calls, in inclusion order.
-HOST_FAMILIES = ("philox", "dropout")
+HOST_FAMILIES = ("philox", "dropout", "prox")
 
 #: Kernels each family's gpu_cupy.py looks up; a renamed or missing entry point fails here.
 FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
@@ -43,6 +44,7 @@ ENTRY_POINTS = {
     "philox": {"fastreg_philox_rounds_u32", "fastreg_philox_bits_u32"},
     "dropout": {"fastreg_dropout_mask_bool"}
     | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "gaussian_apply") for s in FLOAT_SUFFIXES},
+    "prox": {f"fastreg_prox_{op}_{s}" for op in ("sgd", "adam", "group") for s in FLOAT_SUFFIXES},
 }
 ENTRY_NAME = re.compile(r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|f32|f64|bool|u32)")
 
@@ -149,7 +151,12 @@ _SIGNATURES = {
     "fr_host_dropout_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _u32, _u64, _f64),
     "fr_host_gaussian_f32": (_F32P, _F32P, _u64, _u32, _u32, _u32, _f64, _f64),
     "fr_host_gaussian_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _f64, _f64),
+    "fr_host_group_scales": (_F64P, _F64P, _F64P, _u64, _f64, _f64),
 }
+_VOIDP = ctypes.c_void_p
+for _suffix, _ctype in (("f32", ctypes.c_float), ("f64", _f64)):
+    _SIGNATURES[f"fr_host_sgd_{_suffix}"] = (*[_VOIDP] * 4, _u64, *[_ctype] * 4, _int)
+    _SIGNATURES[f"fr_host_adam_{_suffix}"] = (*[_VOIDP] * 5, _u64, *[_ctype] * 10, _int)
 
 
 @pytest.fixture(scope="session")
@@ -336,6 +343,7 @@ _SCALAR_TYPES = {
     "fr_u32": np.uint32,
     "fr_u64": np.uint64,
     "int": np.int32,
+    "long long": np.int64,
     "float": np.float32,
     "double": np.float64,
     "fr_compute<fr_half>::type": np.float32,
@@ -378,10 +386,9 @@ class _Recorder:
         assert len(args) == len(params), f"{self.name}: {len(args)} args for {len(params)} params"
         for position, ((ctype, pointer), arg) in enumerate(zip(params, args, strict=True)):
             where = f"{self.name} argument {position} ({ctype}{' *' if pointer else ''})"
-            if pointer:
+            if pointer:  # layouts are the twin's business (a strided view may be intended)
                 assert isinstance(arg, np.ndarray), f"{where}: got {type(arg).__name__}"
                 assert arg.dtype == _POINTER_DTYPES[ctype], f"{where}: got dtype {arg.dtype}"
-                assert arg.flags.c_contiguous, f"{where}: not contiguous"
             else:
                 assert type(arg) is _SCALAR_TYPES[ctype], f"{where}: got {type(arg).__name__}"
         assert len(grid) == len(block) == 1 and grid[0] >= 1 and 1 <= block[0] <= 1024
@@ -396,11 +403,12 @@ def dry(monkeypatch, kernel_signatures):
     import types
 
     stub = types.ModuleType("cupy")
-    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "float16", "float32",
+    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "float16", "float32",
                  "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
         setattr(stub, name, getattr(np, name))
     monkeypatch.setitem(sys.modules, "cupy", stub)
     launches: list[str] = []
+    monkeypatch.setattr(cl, "pointer", lambda a: 0 if a is None else a.ctypes.data)
     monkeypatch.setattr(
         cl, "_module",
         lambda family: types.SimpleNamespace(
@@ -444,3 +452,102 @@ def test_dry_launch_dropout(dry, dtype):
     ]
     with pytest.raises(ValueError, match="contiguous"):
         twin.dropout_apply(np.ones(8, dtype)[::2], np.empty(4, dtype), 1, 2, 0, 3, 0, 1.0)
+
+
+# ----------------------------------------------------------------------- prox: host and dry
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+def _prox_data(n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    w, grad, state = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    w[:3] = [0.001, -0.001, np.nan]  # inside the threshold (exact +0.0) and NaN through
+    grad[:3] = 0.0
+    mask = rng.random(n) < 0.8
+    return w, grad, state, mask
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(("momentum", "nesterov", "with_mask"),
+                         [(0.0, False, False), (0.9, False, True), (0.9, True, False)])
+def test_host_sgd_element_matches_numpy_bitwise(host, dtype, momentum, nesterov, with_mask):
+    n = 1001
+    w, grad, buf, mask = _prox_data(n, dtype, 3)
+    mask = mask if with_mask else None
+    lr, l1, l2 = 0.1, 0.05, 0.01
+    t = np.dtype(dtype).type
+    scalars = (t(lr), t(lr * l1), t(1.0 / (1.0 + 2.0 * lr * l2)), t(momentum))
+    use_buf = momentum > 0
+    ref_w, ref_buf = w.copy(), buf.copy()
+    prox_ref.sgd_update(ref_w, grad, ref_buf if use_buf else None, mask, *scalars, nesterov)
+    mask8 = None if mask is None else mask.view(np.uint8)
+    suffix = cl.float_type(dtype).suffix
+    getattr(host, f"fr_host_sgd_{suffix}")(_ptr(w), _ptr(grad), _ptr(buf) if use_buf else None,
+                                           _ptr(mask8), n, *scalars, int(nesterov))
+    assert w.tobytes() == ref_w.tobytes()
+    assert buf.tobytes() == ref_buf.tobytes()
+    if momentum == 0:  # w[0] and w[1] lie inside the threshold: exact +0.0
+        assert not w[:2].any() and not np.signbit(w[:2]).any()
+    assert np.isnan(w[2]) == (mask is None or mask[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(("l1", "l2", "weight_decay"), [(0.0, 0.0, 0.01), (0.01, 0.02, 0.0)])
+def test_host_adam_element_matches_numpy_bitwise(host, dtype, l1, l2, weight_decay):
+    n, step, lr, beta1, beta2, eps = 999, 3, 1e-2, 0.9, 0.999, 1e-8
+    w, grad, m, mask = _prox_data(n, dtype, 4)
+    v = np.abs(m) * dtype(0.1)
+    host_scalars = (beta1, 1 - beta1, beta2, 1 - beta2, lr / (1 - beta1**step),
+                    1 / math.sqrt(1 - beta2**step), eps, 1 - lr * weight_decay, lr * l1,
+                    2 * lr * l2)
+    scalars = tuple(np.dtype(dtype).type(s) for s in host_scalars)
+    prox = l1 > 0 or l2 > 0
+    ref = [a.copy() for a in (w, m, v)]
+    prox_ref.adam_update(ref[0], grad, ref[1], ref[2], mask, *scalars, prox)
+    suffix = cl.float_type(dtype).suffix
+    getattr(host, f"fr_host_adam_{suffix}")(_ptr(w), _ptr(grad), _ptr(m), _ptr(v),
+                                            _ptr(mask.view(np.uint8)), n, *scalars, int(prox))
+    for got, expected in zip((w, m, v), ref, strict=True):
+        assert got.tobytes() == expected.tobytes()
+
+
+def test_host_group_scales_match_numpy(host):
+    norms = np.array([0.0, 0.5, 1.0, 1.0 + 2**-52, 2.0, 1e150])
+    lasso, bounded = np.empty_like(norms), np.empty_like(norms)
+    host.fr_host_group_scales(norms, lasso, bounded, norms.size, 1.0, 1.0)
+    # A group of one element of value x has norm |x| exactly.
+    rows = norms[:, None].copy()
+    prox_ref.group_lasso(rows, 1.0)
+    np.testing.assert_array_equal(rows[:, 0], norms * lasso)
+    rows = norms[:, None].copy()
+    prox_ref.max_norm(rows, 1.0)
+    np.testing.assert_array_equal(rows[:, 0], norms * bounded)
+
+
+@pytest.mark.parametrize("dtype", list(cl.FLOATS), ids=str)
+def test_dry_launch_prox(dry, dtype):
+    import_twin, launches = dry
+    twin = import_twin("prox")
+    t = np.dtype(dtype).type
+    ws = [np.ones(5, dtype), np.ones((3, 4), dtype, order="F"), np.ones(0, dtype)]
+    grads = [np.ones_like(w) for w in ws]
+    masks = [None, np.ones((3, 4), bool, order="F"), None]
+    twin.sgd_update(ws[0], grads[0], None, None, t(0.1), t(0.0), t(1.0), t(0.0), False)
+    twin.sgd_update_many(ws, grads, [np.zeros_like(w) for w in ws], masks,
+                         t(0.1), t(0.0), t(1.0), t(0.9), True)
+    twin.adam_update_many(ws, grads, [np.zeros_like(w) for w in ws],
+                          [np.zeros_like(w) for w in ws], masks, *[t(0.5)] * 10, True)
+    twin.adam_update(ws[0], grads[0], np.zeros(5, dtype), np.zeros(5, dtype), None,
+                     *[t(0.5)] * 10, False)
+    twin.group_lasso(np.ones((6, 8), dtype)[::2, ::-2], 0.5)
+    twin.max_norm(np.ones((6, 8), dtype).T, 0.5)
+    sums = twin.abs_square_sums(np.full((2, 3), -2.0, dtype))
+    assert sums == (12.0, 24.0)
+    suffix = cl.float_type(dtype).suffix
+    assert launches == [f"fastreg_prox_{op}_{suffix}"
+                        for op in ("sgd", "sgd", "adam", "adam", "group", "group")]
+    with pytest.raises(ValueError, match="memory order"):
+        twin.sgd_update(ws[1], np.ones((3, 4), dtype), None, None, *[t(0.1)] * 4, False)

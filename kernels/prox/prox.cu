@@ -1,0 +1,144 @@
+// Proximal-update kernels (SPEC 4.4); compiled after the preambles (kernels/cuda_launch.py).
+// Elementwise updates are multi-tensor: one launch walks a table of tensors cut into chunks
+// (a CUDA block per chunk), so a list of arrays costs one launch. Arithmetic is in the compute
+// type without FMA contraction, in NumPy's operation order: float32/float64 results equal the
+// NumPy twin's bit for bit (float16 computes in float32 and rounds once).
+
+template <typename C>
+FR_HD C fr_soft_threshold(C v, C t) {
+    const C magnitude = v < (C)0 ? -v : v;  // NaN falls through to v + t: NaN stays NaN
+    return magnitude <= t ? (C)0 : (v > (C)0 ? v - t : v + t);
+}
+
+// buf = momentum*buf + grad; d = buf (grad + momentum*buf if nesterov; grad without buf);
+// w = S(w - lr*d, thr) * shrink; w = +0.0 where the mask drops.
+template <typename T, typename C>
+FR_HD void fr_sgd_element(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 i, C lr,
+                          C thr, C shrink, C momentum, bool nesterov) {
+    const C g = fr_load(grad, i);
+    C d = g;
+    if (buf) {
+        const C b = momentum * fr_load(buf, i) + g;
+        fr_store(buf, i, b);
+        d = nesterov ? g + momentum * fr_load(buf, i) : fr_load(buf, i);
+    }
+    C r = fr_soft_threshold(fr_load(w, i) - lr * d, thr) * shrink;
+    if (mask && !mask[i]) r = (C)0;
+    fr_store(w, i, r);
+}
+
+// m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g*g; r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps);
+// z = w*decay - step_size*m*r; with prox: z = S(z, lr_l1*r) / (1 + two_lr_l2*r).
+template <typename T, typename C>
+FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 i,
+                           C beta1, C omb1, C beta2, C omb2, C step_size, C inv_sqrt_bc2, C eps,
+                           C decay, C lr_l1, C two_lr_l2, bool prox) {
+    const C g = fr_load(grad, i);
+    fr_store(m, i, beta1 * fr_load(m, i) + omb1 * g);
+    fr_store(v, i, beta2 * fr_load(v, i) + omb2 * g * g);
+    const C mi = fr_load(m, i);  // re-read: float16 state rounds before use, as NumPy's does
+    const C r = (C)1 / (sqrt(fr_load(v, i)) * inv_sqrt_bc2 + eps);
+    C z = fr_load(w, i) * decay - step_size * mi * r;
+    if (prox) z = fr_soft_threshold(z, lr_l1 * r) / ((C)1 + two_lr_l2 * r);
+    if (mask && !mask[i]) z = (C)0;
+    fr_store(w, i, z);
+}
+
+// Group scales from the group's L2 norm (computed in double): zero groups stay zero, no NaN.
+FR_HD double fr_group_lasso_scale(double norm, double t) {
+    return norm <= t ? 0.0 : 1.0 - t / norm;
+}
+FR_HD double fr_max_norm_scale(double norm, double c) { return norm > c ? c / norm : 1.0; }
+
+#ifdef __CUDACC__
+// Sum over the threads of a block (any blockDim up to 1024); every thread gets the total.
+__device__ __forceinline__ double fr_block_sum(double value, double *shared) {
+    shared[threadIdx.x] = value;
+    __syncthreads();
+    unsigned width = 1;
+    while (width < blockDim.x) width <<= 1;
+    for (unsigned s = width >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s && threadIdx.x + s < blockDim.x) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    const double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// The tensor table: one row of FR_SGD_FIELDS (w, grad, buf, mask, size) or FR_ADAM_FIELDS
+// (w, grad, m, v, mask, size) u64 per tensor, pointers as integers (0 = absent), the element
+// count last; chunks: (tensor row, first element) pairs, one CUDA block per chunk.
+#define FR_SGD_FIELDS 5
+#define FR_ADAM_FIELDS 6
+// Chunk c of the table: the tensor's row and the element range [lo, hi) this CUDA block updates.
+__device__ __forceinline__ const fr_u64 *fr_chunk(const fr_u64 *tensors, const fr_u64 *chunks,
+                                                  fr_u64 c, int fields, fr_u64 chunk, fr_u64 &lo,
+                                                  fr_u64 &hi) {
+    const fr_u64 *row = tensors + fields * chunks[2 * c];
+    const fr_u64 size = row[fields - 1];
+    lo = chunks[2 * c + 1];
+    hi = lo + chunk < size ? lo + chunk : size;
+    return row;
+}
+
+// Groups are rows of a 2-D view with element strides (s0, s1), any sign.
+template <typename T>
+__device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, long long s1,
+                               double param, bool lasso) {
+    __shared__ double shared[1024];
+    typedef typename fr_compute<T>::type C;
+    for (fr_u64 g = blockIdx.x; g < groups; g += gridDim.x) {
+        T *row = x + (long long)g * s0;
+        double acc = 0.0;
+        for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
+            const double e = (double)fr_load(row + (long long)j * s1, 0);
+            acc += e * e;
+        }
+        const double norm = sqrt(fr_block_sum(acc, shared));
+        const double scale = lasso ? fr_group_lasso_scale(norm, param) : fr_max_norm_scale(norm, param);
+        const C s = (C)scale;
+        for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
+            T *e = row + (long long)j * s1;
+            fr_store(e, 0, scale == 0.0 ? (C)0 : fr_load(e, 0) * s);
+        }
+    }
+}
+
+#define FR_PROX_KERNELS(SUFFIX, T)                                                              \
+    extern "C" __global__ void fastreg_prox_sgd_##SUFFIX(                                       \
+        const fr_u64 *tensors, const fr_u64 *chunks, fr_u64 nchunks, fr_u64 chunk,              \
+        fr_compute<T>::type lr, fr_compute<T>::type thr, fr_compute<T>::type shrink,            \
+        fr_compute<T>::type momentum, int nesterov) {                                           \
+        for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
+            fr_u64 lo, hi;                                                                      \
+            const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_SGD_FIELDS, chunk, lo, hi);     \
+            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
+                fr_sgd_element((T *)row[0], (const T *)row[1], (T *)row[2],                     \
+                               (const unsigned char *)row[3], i, lr, thr, shrink, momentum,     \
+                               nesterov != 0);                                                  \
+        }                                                                                       \
+    }                                                                                           \
+    extern "C" __global__ void fastreg_prox_adam_##SUFFIX(                                      \
+        const fr_u64 *tensors, const fr_u64 *chunks, fr_u64 nchunks, fr_u64 chunk,              \
+        fr_compute<T>::type beta1, fr_compute<T>::type omb1, fr_compute<T>::type beta2,         \
+        fr_compute<T>::type omb2, fr_compute<T>::type step_size,                                \
+        fr_compute<T>::type inv_sqrt_bc2, fr_compute<T>::type eps, fr_compute<T>::type decay,   \
+        fr_compute<T>::type lr_l1, fr_compute<T>::type two_lr_l2, int prox) {                   \
+        for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
+            fr_u64 lo, hi;                                                                      \
+            const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_ADAM_FIELDS, chunk, lo, hi);    \
+            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
+                fr_adam_element((T *)row[0], (const T *)row[1], (T *)row[2], (T *)row[3],       \
+                                (const unsigned char *)row[4], i, beta1, omb1, beta2, omb2,     \
+                                step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2,          \
+                                prox != 0);                                                     \
+        }                                                                                       \
+    }                                                                                           \
+    extern "C" __global__ void fastreg_prox_group_##SUFFIX(T *x, fr_u64 groups, fr_u64 size,    \
+                                                           long long s0, long long s1,          \
+                                                           double param, int lasso) {           \
+        fr_group_scale(x, groups, size, s0, s1, param, lasso != 0);                             \
+    }
+FR_FOR_EACH_FLOAT(FR_PROX_KERNELS)
+#endif
