@@ -47,6 +47,17 @@ def _host(a):
     return cp.asnumpy(a)
 
 
+def _cpu_dtype(dtype):
+    """CPU backends take float32/float64: float16 references are computed in float32."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
+
+
+def _dropout_expected(x, p, seed, offset=0, mask_shape=None):
+    """Dropout written from the numpy-backend mask, in x's own dtype (float16 included)."""
+    keep = fastreg.dropout_mask(mask_shape or x.shape, p, seed=seed, offset=offset, backend="numpy")
+    return np.where(keep, x * dropout_scale(p, x.dtype), x.dtype.type(0))
+
+
 def _data(shape, dtype, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
@@ -129,14 +140,12 @@ def test_dropout_any_layout_and_out(dtype, layout):
     padded[::2, ::2] = x
     arranged = {"C": cp.asarray(x), "F": cp.asfortranarray(cp.asarray(x)),
                 "strided": cp.asarray(padded)[::2, ::2]}[layout]
-    reference = fastreg.dropout(x, 0.4, seed=5, offset=1, backend="numpy")
+    reference = _dropout_expected(x, 0.4, 5, 1)
     y = fastreg.dropout(arranged, 0.4, seed=5, offset=1)  # the array type picks cupy
     assert isinstance(y, cp.ndarray) and y.flags.c_contiguous and y.dtype == dtype
     np.testing.assert_array_equal(_host(y), reference)
     grad = fastreg.dropout_backward(arranged, 0.4, seed=5, offset=1, backend="cupy")
-    np.testing.assert_array_equal(
-        _host(grad), fastreg.dropout_backward(x, 0.4, seed=5, offset=1, backend="numpy")
-    )
+    np.testing.assert_array_equal(_host(grad), reference)
     out = cp.zeros((18, 28), dtype)[::2, ::2]
     assert fastreg.dropout(arranged, 0.4, seed=5, offset=1, out=out) is out
     np.testing.assert_array_equal(_host(out), reference)
@@ -149,7 +158,7 @@ def test_dropout_any_layout_and_out(dtype, layout):
 def test_noise_shape_and_identity_cases(dtype):
     x = _data((40, 7), dtype) + 10
     y = fastreg.dropout(cp.asarray(x), 0.5, seed=8, noise_shape=(40, 1))
-    expected = fastreg.dropout(x, 0.5, seed=8, noise_shape=(40, 1), backend="numpy")
+    expected = _dropout_expected(x, 0.5, 8, mask_shape=(40, 1))
     assert y.dtype == dtype
     np.testing.assert_array_equal(_host(y), expected)
     gx = cp.asarray(x)
@@ -200,3 +209,94 @@ def test_empty_arrays():
     assert fastreg.dropout(cp.ones((0, 3), np.float32), 0.5, seed=1).shape == (0, 3)
     assert fastreg.dropout_mask((0,), 0.5, seed=1, backend="cupy").shape == (0,)
     assert fastreg.random_bits(0, seed=1, backend="cupy").shape == (0,)
+
+
+# ------------------------------------------------------------------------------------- prox
+
+PROX_RTOL = {np.dtype(np.float16): 2e-2, np.dtype(np.float32): 0.0, np.dtype(np.float64): 0.0}
+
+
+def _prox_tensors(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(1,), (7, 5), (3, 4, 6), (70_001,)]
+    return [rng.standard_normal(s).astype(dtype) for s in shapes], rng
+
+
+def _close(gpu, cpu, dtype):
+    # float32/float64: the same operations without FMA, so the same bits; float16 rounds once.
+    rtol = PROX_RTOL[np.dtype(dtype)]
+    if rtol == 0.0:
+        np.testing.assert_array_equal(_host(gpu), cpu)
+    else:
+        np.testing.assert_allclose(_host(gpu).astype(np.float64), cpu.astype(np.float64),
+                                   rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_prox_sgd_list_in_one_call_matches_numpy(launch, dtype, nesterov):
+    ws, rng = _prox_tensors(dtype)
+    grads = [rng.standard_normal(w.shape).astype(dtype) for w in ws]
+    bufs = [rng.standard_normal(w.shape).astype(dtype) for w in ws]
+    masks = [None, rng.random((7, 5)) < 0.5, None, rng.random(70_001) < 0.9]
+    gpu = [[cp.asarray(a) if a is not None else None for a in col]
+           for col in (ws, grads, bufs, masks)]
+    wide = _cpu_dtype(dtype)
+    cpu = [[a.astype(wide if a.dtype != np.bool_ else a.dtype) if a is not None else None
+            for a in col] for col in (ws, grads, bufs, masks)]
+    kwargs = dict(lr=0.1, l1=0.05, l2=0.01, momentum=0.9, nesterov=nesterov)
+    fastreg.prox_sgd_(gpu[0], gpu[1], buf=gpu[2], mask=gpu[3], **kwargs)
+    fastreg.prox_sgd_(cpu[0], cpu[1], buf=cpu[2], mask=cpu[3], backend="numpy", **kwargs)
+    for g, c in zip(gpu[0] + gpu[2], cpu[0] + cpu[2], strict=True):
+        _close(g, c, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_prox_adam_any_layout_matches_numpy(dtype, layout):
+    rng = np.random.default_rng(1)
+    w, grad = (rng.standard_normal((9, 14)).astype(dtype) for _ in range(2))
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    def arrange(a):
+        g = cp.asarray(a)
+        if layout == "F":
+            return cp.asfortranarray(g)
+        if layout == "strided":
+            padded = cp.zeros((18, 28), dtype)
+            padded[::2, ::2] = g
+            return padded[::2, ::2]
+        return g
+    gw, gg, gm, gv = (arrange(a) for a in (w, grad, m, v))
+    kwargs = dict(step=1, lr=0.01, l1=0.1, l2=0.01, weight_decay=0.01, eps=1e-3)
+    assert fastreg.prox_adam_(gw, gg, gm, gv, **kwargs) is gw
+    w, grad, m, v = (a.astype(_cpu_dtype(dtype)) for a in (w, grad, m, v))
+    fastreg.prox_adam_(w, grad, m, v, backend="numpy", **kwargs)
+    for g, c in ((gw, w), (gm, m), (gv, v)):
+        _close(g, c, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("axis", [0, 1, None, (0, 2)])
+def test_group_ops_match_numpy(launch, dtype, axis):
+    w = np.random.default_rng(2).standard_normal((6, 5, 4)).astype(dtype)
+    w[:, 0, :] = 0  # a zero group stays zero
+    tol = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
+    ops = ((fastreg.prox_group_lasso_, {"t": 1.0}), (fastreg.max_norm_, {"max_norm": 1.5}))
+    for op, kwargs in ops:
+        gpu = cp.asarray(w)[:, :, ::-1]  # negative strides: walked in place
+        cpu = w[:, :, ::-1].astype(_cpu_dtype(dtype))
+        op(gpu, axis=axis, **kwargs)
+        op(cpu, axis=axis, backend="numpy", **kwargs)
+        # Norms are summed in another order: a few ulp, then scaled.
+        np.testing.assert_allclose(_host(gpu).astype(cpu.dtype), cpu, rtol=tol[np.dtype(dtype)],
+                                   atol=1e-30)
+        assert not np.isnan(_host(gpu)).any()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_penalty_matches_numpy(dtype):
+    ws, _ = _prox_tensors(dtype)
+    gpu = fastreg.penalty([cp.asarray(w) for w in ws], l1=0.5, l2=0.25)
+    cpu = fastreg.penalty([w.astype(_cpu_dtype(dtype)) for w in ws], l1=0.5, l2=0.25,
+                          backend="numpy")  # float16 -> float32 is exact
+    assert gpu == pytest.approx(cpu, rel=1e-12)
