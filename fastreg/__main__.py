@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="timing budget per case that sets the round count (default 2, --quick 0.5)",
+        help="timing seconds per case that set the round count (default 2; --quick caps the "
+        "whole run's timing at 35 s)",
     )
     bench.add_argument("--json", default=None, metavar="PATH", help="write results as JSON")
     bench.add_argument("--list", action="store_true", help="list the selected cases and exit")

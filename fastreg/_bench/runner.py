@@ -46,11 +46,11 @@ class Settings:
     def quick(cls, repeats: int | None = None) -> Settings:
         return cls(
             repeats=repeats,
-            budget=1.0,
-            min_repeats=3,
-            max_repeats=40,
+            budget=2.0,
+            min_repeats=5,
+            max_repeats=60,
             min_sample=1e-3,
-            total_budget=30.0,
+            total_budget=35.0,
         )
 
 
