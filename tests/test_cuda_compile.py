@@ -551,3 +551,19 @@ def test_dry_launch_prox(dry, dtype):
                         for op in ("sgd", "sgd", "adam", "adam", "group", "group")]
     with pytest.raises(ValueError, match="memory order"):
         twin.sgd_update(ws[1], np.ones((3, 4), dtype), None, None, *[t(0.1)] * 4, False)
+
+
+@pytest.mark.parametrize("family", ["philox", "dropout", "prox"])
+def test_gpu_twin_offers_the_reference_interface(dry, family):
+    import importlib
+    import inspect
+
+    import_twin, _ = dry
+    twin = import_twin(family)
+    reference = importlib.import_module(f"fastreg._kernels.{family}.ref_numpy")
+
+    def interface(module):
+        return {name: list(inspect.signature(getattr(module, name)).parameters)
+                for name in module.__all__}
+
+    assert interface(twin) == interface(reference)
