@@ -1,8 +1,9 @@
 """DropConnect reference twin in plain NumPy: per-example masks, one example at a time.
 
 Example ``e`` of ``x`` (``(B, K)``, C-contiguous) uses the mask of logical shape ``(K, N)`` that
-covers flat indices ``[e*K*N, (e+1)*K*N)`` of the salt-1 stream, so only one ``(K, N)`` slice
-exists at a time, never the ``(B, K, N)`` whole. The per-batch op needs no kernel of its own:
+covers flat indices ``[e*K*N, (e+1)*K*N)`` of the salt-1 stream. Masks are built for a few whole
+examples at a time (about ``CHUNK`` elements, at least one example), never the ``(B, K, N)``
+whole. The per-batch op needs no kernel of its own:
 it masks ``W`` with the dropout twin's ``dropout_apply`` on the salt-1 stream (see
 ``fastreg.dropconnect``).
 """
@@ -15,23 +16,29 @@ import numpy as np
 
 from ..philox.ref_numpy import random_bits
 
+#: Mask elements per chunk: whole examples, at least one, so memory stays O(max(K*N, CHUNK)).
+CHUNK = 1 << 16
 
-def _keep(e, K, N, k0, k1, salt, offset, threshold):
-    """Example ``e``'s keep-mask ``bits(e*K*N + k*N + n) >= threshold``, shape (K, N)."""
-    bits = random_bits(K * N, k0, k1, salt, offset, start=e * K * N).reshape(K, N)
-    return bits.astype(np.uint64) >= np.uint64(threshold)
+
+def _chunks(B, K, N, k0, k1, salt, offset, threshold):
+    """``(e0, e1, keep)`` for runs of whole examples, ``keep[e - e0, k, n] = bits(e*K*N + k*N +
+    n) >= threshold``: the per-example masks a few examples at a time."""
+    step = max(1, CHUNK // max(1, K * N))
+    for e0 in range(0, B, step):
+        e1 = min(B, e0 + step)
+        bits = random_bits((e1 - e0) * K * N, k0, k1, salt, offset, start=e0 * K * N)
+        yield e0, e1, bits.reshape(e1 - e0, K, N).astype(np.uint64) >= np.uint64(threshold)
 
 
 def example_forward(x, W, b, k0, k1, salt, offset, threshold, scale):
     """``y[e] = x[e] @ (W * M_e * scale) + b``; ``x`` (B, K), ``W`` (K, N), ``b`` (N,) or None.
 
     The masked weight is a select: dropped weights are exactly ``+0.0``."""
-    K, N = W.shape
+    (B, K), N = x.shape, W.shape[1]
     zero = W.dtype.type(0)
-    y = np.empty((x.shape[0], N), dtype=x.dtype)
-    for e in range(x.shape[0]):
-        keep = _keep(e, K, N, k0, k1, salt, offset, threshold)
-        y[e] = x[e] @ np.where(keep, W * scale, zero)
+    y = np.empty((B, N), dtype=x.dtype)
+    for e0, e1, keep in _chunks(B, K, N, k0, k1, salt, offset, threshold):
+        y[e0:e1] = np.einsum("ek,ekn->en", x[e0:e1], np.where(keep, W * scale, zero))
     if b is not None:
         y += b
     return y
@@ -39,14 +46,14 @@ def example_forward(x, W, b, k0, k1, salt, offset, threshold, scale):
 
 def example_backward(dy, x, W, k0, k1, salt, offset, threshold, scale):
     """``dx[e] = (W * M_e * scale) @ dy[e]``, ``dW = sum_e outer(x[e], dy[e]) * M_e * scale``."""
-    K, N = W.shape
+    (B, K), N = x.shape, W.shape[1]
     zero = W.dtype.type(0)
     dx = np.empty_like(x)
     dW = np.zeros_like(W)
-    for e in range(x.shape[0]):
-        keep = _keep(e, K, N, k0, k1, salt, offset, threshold)
-        dx[e] = np.where(keep, W * scale, zero) @ dy[e]
-        dW += np.where(keep, np.outer(x[e], dy[e]) * scale, zero)
+    for e0, e1, keep in _chunks(B, K, N, k0, k1, salt, offset, threshold):
+        dx[e0:e1] = np.einsum("ekn,en->ek", np.where(keep, W * scale, zero), dy[e0:e1])
+        outer = x[e0:e1, :, None] * dy[e0:e1, None, :]
+        dW += np.where(keep, outer * scale, zero).sum(axis=0)
     return dx, dW
 
 
