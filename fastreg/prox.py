@@ -242,9 +242,9 @@ def prox_adam_(
     Example
     -------
     >>> import numpy as np
-    >>> w, m, v = np.array([1.0, 1e-4]), np.zeros(2), np.zeros(2)
-    >>> prox_adam_(w, np.array([1.0, 1.0]), m, v, step=1, lr=0.1, l1=0.1).tolist()
-    [0.8000000000999999, 0.0]
+    >>> w, m, v = np.array([1.0, 0.105]), np.zeros(2), np.zeros(2)
+    >>> prox_adam_(w, np.ones(2), m, v, step=1, lr=0.1, l1=0.1).round(6).tolist()
+    [0.89, 0.0]
     """
     step = check_int_at_least(step, "step", 1)
     lr = check_nonnegative(lr, "lr")
@@ -355,7 +355,7 @@ def prox_group_lasso_(
     -------
     >>> import numpy as np
     >>> W = np.array([[3.0, 0.1], [4.0, 0.0]])
-    >>> prox_group_lasso_(W, t=1.0).tolist()
+    >>> prox_group_lasso_(W, t=1.0).round(6).tolist()
     [[2.4, 0.0], [3.2, 0.0]]
     """
     t = check_nonnegative(t, "t")
@@ -392,7 +392,7 @@ def max_norm_(
     -------
     >>> import numpy as np
     >>> W = np.array([[3.0, 0.1], [4.0, 0.0]])
-    >>> max_norm_(W, max_norm=1.0).tolist()
+    >>> max_norm_(W, max_norm=1.0).round(6).tolist()
     [[0.6, 0.1], [0.8, 0.0]]
     """
     bound = check_nonnegative(max_norm, "max_norm")

@@ -40,3 +40,39 @@ def copy_kernel(src: np.ndarray, dst: np.ndarray) -> None:
 def update_kernel(target: np.ndarray, source: np.ndarray) -> None:
     """``target += source`` in parallel: reads both and writes ``target`` (3 array passes)."""
     _compiled()["read2_write1"](target.reshape(-1), source.reshape(-1))
+
+
+_state_kernels: dict[int, Any] = {}
+
+
+def _compiled_states() -> dict[int, Any]:
+    if not _state_kernels:
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=True)
+        def read3_write2(a, b, s):
+            # the traffic of SGD with momentum: reads w, buf, grad; writes w, buf
+            for i in prange(s.size):
+                a[i] = a[i] + s[i]
+                b[i] = b[i] + s[i]
+
+        @njit(parallel=True, cache=True)
+        def read4_write3(a, b, c, s):
+            # the traffic of an Adam step: reads w, m, v, grad; writes w, m, v
+            for i in prange(s.size):
+                a[i] = a[i] + s[i]
+                b[i] = b[i] + s[i]
+                c[i] = c[i] + s[i]
+
+        _state_kernels.update({2: read3_write2, 3: read4_write3})
+    return _state_kernels
+
+
+def states_update_kernel(targets: list[np.ndarray], source: np.ndarray) -> None:
+    """``t += source`` for each of 1 to 3 ``targets`` in one parallel pass: reads every target
+    and the source, writes every target (the traffic of an optimizer step with states)."""
+    if len(targets) == 1:
+        update_kernel(targets[0], source)
+        return
+    flat = [t.reshape(-1) for t in targets]
+    _compiled_states()[len(flat)](*flat, source.reshape(-1))

@@ -13,8 +13,7 @@ import numpy as np
 
 def _soft_threshold(v: np.ndarray, t) -> np.ndarray:
     """``sign(v) * max(|v| - t, 0)`` with a select: zeros are exactly ``+0.0``, NaN stays NaN."""
-    zero = v.dtype.type(0)
-    return np.where(np.abs(v) <= t, zero, np.where(v > zero, v - t, v + t))
+    return np.where(np.abs(v) <= t, v.dtype.type(0), v - np.copysign(t, v))
 
 
 def sgd_update(w, grad, buf, mask, lr, thr, shrink, momentum, nesterov) -> None:
@@ -43,17 +42,18 @@ def adam_update(
     w, grad, m, v, mask, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_sqrt_bc2,
     eps, decay, lr_l1, two_lr_l2, prox
 ) -> None:
-    """Adam moments in place, then with ``psi = sqrt(v)*inv_sqrt_bc2 + eps``:
-    ``z = w*decay - step_size*m/psi``; if ``prox``: ``w = S(z, lr_l1/psi) / (1 + two_lr_l2/psi)``;
+    """Adam moments in place, then with ``r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps)`` (``1/psi``):
+    ``z = w*decay - step_size*m*r``; if ``prox``: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``;
     ``w[~mask] = +0.0``."""
     m *= beta1
     m += one_minus_beta1 * grad
     v *= beta2
     v += one_minus_beta2 * grad * grad
-    psi = np.sqrt(v) * inv_sqrt_bc2 + eps
-    z = w * decay - step_size * m / psi
+    one = w.dtype.type(1)
+    inv_psi = one / (np.sqrt(v) * inv_sqrt_bc2 + eps)
+    z = w * decay - step_size * m * inv_psi
     if prox:
-        z = _soft_threshold(z, lr_l1 / psi) / (w.dtype.type(1) + two_lr_l2 / psi)
+        z = _soft_threshold(z, lr_l1 * inv_psi) / (one + two_lr_l2 * inv_psi)
     if mask is not None:
         z = np.where(mask, z, w.dtype.type(0))
     w[...] = z
