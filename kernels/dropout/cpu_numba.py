@@ -94,7 +94,9 @@ def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
     _dropout_apply(x, out, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
 
 
-@njit(cache=True)
+# error_model="numpy": Box-Muller's division cannot be by zero, and the "python" model's check
+# would keep the loop scalar.
+@njit(cache=True, error_model="numpy")
 def _gaussian_tile(x, out, words, additive, multiplicative):
     for t in range(x.size):
         v = np.float64(x[t])
