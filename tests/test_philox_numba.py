@@ -1,0 +1,116 @@
+"""The Numba Philox tile helpers and vector math against the NumPy reference stream and NumPy's
+libm: every kernel shape the dropout, dense and DropConnect kernels rely on (odd starts and
+counts, block indices past 2**32, tiles that straddle a 2**32 boundary, tile and task edges)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastreg
+
+pytest.importorskip("numba")
+
+from fastreg._kernels.philox import cpu_numba  # noqa: E402
+from fastreg._kernels.philox import ref_numpy as reference  # noqa: E402
+
+_U = np.uint64
+KEYS = [(0, 0, 0, 0), (0x9ABCDEF0, 0x12345678, 1, 7), (0xFFFFFFFF, 0xFFFFFFFF, 2, 0xFFFFFFFF)]
+FIRST_BLOCKS = [0, 1, 7, 2**32 - 3, 2**32, 2**33 + 11, 2**62 - 5]
+COUNTS = [1, 2, 3, 5, 64, 513]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["zero", "mixed", "ones"])
+@pytest.mark.parametrize("first_block", FIRST_BLOCKS)
+@pytest.mark.parametrize("count", COUNTS)
+def test_fill_words_is_the_reference_stream(key, first_block, count):
+    k0, k1, salt, offset = key
+    words = np.full(4 * count + 5, 0xDEADBEEF, dtype=np.uint32)
+    cpu_numba.fill_words(words, first_block, count, _U(salt), _U(offset), _U(k0), _U(k1))
+    expected = reference.random_bits(4 * count, k0, k1, salt, offset, start=4 * first_block)
+    np.testing.assert_array_equal(words[: 4 * count], expected)
+    assert (words[4 * count :] == 0xDEADBEEF).all(), "fill_words wrote past 4*count"
+
+
+@pytest.mark.parametrize("dtype", [np.uint64, np.uint32])
+@pytest.mark.parametrize("first_block", [3, 2**32 - 2, 2**40 + 1])
+def test_fill_bits_keeps_its_layout(dtype, first_block):
+    from numba import njit
+
+    @njit
+    def fill(bits, first, count, salt, offset, k0, k1):
+        cpu_numba.fill_bits(bits, first, count, salt, offset, k0, k1)
+
+    bits = np.zeros(4 * 9, dtype=dtype)
+    fill(bits, first_block, 9, _U(1), _U(5), _U(11), _U(12))
+    expected = reference.random_bits(36, 11, 12, 1, 5, start=4 * first_block)
+    np.testing.assert_array_equal(bits, expected.astype(dtype))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 65535, 65536 * 4 + 7])
+@pytest.mark.parametrize("start", [0, 1, 2, 3, 4, 4 * (2**32 - 2) + 1])
+def test_random_bits_twin_with_ragged_ends(n, start):
+    got = cpu_numba.random_bits(n, 0x01234567, 0x89ABCDEF, 0, 3, start)
+    np.testing.assert_array_equal(
+        got, reference.random_bits(n, 0x01234567, 0x89ABCDEF, 0, 3, start)
+    )
+
+
+@pytest.mark.parametrize("n", [1, 3, 2047, 2048, 2049, 65535, 65536, 65537, 200003])
+@pytest.mark.parametrize("seed", [5, 2**32 + 9, 2**64 - 1])
+def test_dropout_and_mask_at_tile_and_task_edges(n, seed):
+    # 2048 elements per tile, 65536 per parallel task: both edges and their neighbours
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    keep = fastreg.random_bits((n,), seed=seed, offset=1, backend="numpy") >= np.uint32(2**31)
+    y = fastreg.dropout(x, 0.5, seed=seed, offset=1, backend="numba")
+    np.testing.assert_array_equal(y, np.where(keep, x * np.float32(2.0), np.float32(0.0)))
+    mask = fastreg.dropout_mask((n,), 0.5, seed=seed, offset=1, backend="numba")
+    np.testing.assert_array_equal(mask, keep)
+
+
+def test_extreme_thresholds():
+    x = np.full(4099, np.nan, dtype=np.float32)
+    dropped = fastreg.dropout(x, 1.0, seed=1, backend="numba")
+    assert (dropped == 0).all() and not np.signbit(dropped).any()
+    assert not fastreg.dropout_mask((4099,), 1.0, seed=1, backend="numba").any()
+    # p = 2**-32 has threshold 1 (only the word 0 drops); p just below 1 has 2**32 - 1
+    for p in (2.0**-32, np.nextafter(1.0, 0.0)):
+        bits = fastreg.random_bits((4099,), seed=1, backend="numpy").astype(np.uint64)
+        threshold = min(int(p * 2**32), 2**32 - 1)
+        mask = fastreg.dropout_mask((4099,), p, seed=1, backend="numba")
+        np.testing.assert_array_equal(mask, bits >= threshold)
+
+
+def _grid_words() -> np.ndarray:
+    """Random words plus the edges of the uniform grid and of cos's quadrants."""
+    words = np.random.default_rng(0).integers(0, 2**32, 200_000, dtype=np.uint64)
+    edges = [0, 1, 2, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1]
+    for quarter in (1, 2, 3):
+        edges += [quarter * 2**30 + d for d in (-2, -1, 0, 1)]
+    return np.concatenate([words, np.array(edges, dtype=np.uint64)])
+
+
+def test_log_and_cos_within_one_ulp_of_libm():
+    from numba import njit
+
+    @njit(error_model="numpy")
+    def both(u, x, logs, coss):
+        for i in range(u.size):
+            logs[i] = cpu_numba.log_unit(u[i])
+            coss[i] = cpu_numba.cos_reduced(x[i])
+
+    u = (_grid_words().astype(np.float64) + 0.5) * 2.0**-32
+    x = 2.0 * np.pi * u
+    logs, coss = np.empty_like(u), np.empty_like(u)
+    both(u, x, logs, coss)
+    ref_log, ref_cos = np.log(u), np.cos(x)
+    assert (np.abs(logs - ref_log) <= np.spacing(np.abs(ref_log))).all()
+    assert (np.abs(coss - ref_cos) <= np.spacing(np.abs(ref_cos))).all()
+
+
+def test_normals_match_the_reference_within_a_few_ulp():
+    n = 300_001
+    x = np.zeros(n)
+    got = fastreg.gaussian_noise(x, 1.0, seed=2**40 + 3, offset=9, backend="numba")
+    ref = reference.normals(n, 3, 2**8, 2, 9)
+    np.testing.assert_allclose(got, ref, rtol=4 * np.finfo(np.float64).eps, atol=0)
