@@ -24,8 +24,8 @@ torch = pytest.importorskip("torch")
 SEED = 2**40 + 12345  # exercises both key words
 OFFSET = 7
 
-#: (leading dims of x, K, N): 1x1, sizes not divisible by 4, N across column tiles (256) and
-#: batches across example blocks (8), a multiple of 4, leading dims flattened.
+#: (leading dims of x, K, N): 1x1, sizes not divisible by 4, N across column tiles (1024) and
+#: batches across example blocks (4), a multiple of 4, leading dims flattened.
 SHAPES = [
     ((1,), 1, 1),
     ((3,), 5, 7),
@@ -33,6 +33,7 @@ SHAPES = [
     ((11,), 9, 300),
     ((17,), 13, 4),
     ((1,), 3, 513),
+    ((6,), 2, 2053),
 ]
 
 
@@ -205,7 +206,7 @@ def test_twins_share_names_and_signatures():
 
 def test_per_example_independent_of_thread_count():
     numba = pytest.importorskip("numba")
-    x, W, b, dy = _inputs((19,), 7, 300, np.float32, seed=4)
+    x, W, b, dy = _inputs((19,), 7, 1030, np.float32, seed=4)
     kw = dict(p=0.5, seed=9, per_example=True, backend="numba")
     before = numba.get_num_threads()
     results = []
