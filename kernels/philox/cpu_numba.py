@@ -65,7 +65,8 @@ def fill_bits(bits, first_block, count, salt, offset, k0, k1):
     """Words of ``count`` consecutive blocks from ``first_block`` into ``bits`` (uint64), laid
     out as the elements they belong to: ``bits[t] = bits(4*first_block + t)``. The hot loop of
     every masking kernel: fill a tile that stays in L1, then apply it in a second loop.
-    :func:`fill_words` gives the same words as uint32, about 1.3x faster."""
+    Vectorizes inlined into a ``prange`` body too (~0.8 ns per word on one core);
+    :func:`fill_words` gives the same words as uint32 from a separately compiled loop."""
     for jj in range(count):
         w0, w1, w2, w3 = philox_block(np.uint64(first_block + jj), salt, offset, k0, k1)
         bits[4 * jj] = w0
