@@ -388,3 +388,16 @@ def test_backward_bad_input(kwargs, error, match):
 def test_inference_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         fastreg.dropconnect_inference(X, Wt, B_, **{"p": 0.5, **kwargs})
+
+
+@pytest.mark.parametrize("per_example", [False, True], ids=["batch", "example"])
+@pytest.mark.parametrize("shape", [(0, 3, 4), (2, 0, 4), (2, 3, 0)], ids=str)
+def test_empty_dimensions(backend, shape, per_example):
+    B, K, N = shape
+    x, W, b, dy = np.ones((B, K)), np.ones((K, N)), np.arange(N, dtype=np.float64), np.ones((B, N))
+    kw = dict(p=0.5, seed=1, per_example=per_example, backend=backend)
+    np.testing.assert_array_equal(fastreg.dropconnect(x, W, b, **kw), np.tile(b, (B, 1)))
+    dx, dW, db = fastreg.dropconnect_backward(dy, x, W, **kw)
+    assert dx.shape == (B, K) and dW.shape == (K, N) and db.shape == (N,)
+    assert not dx.any() and not dW.any()
+    np.testing.assert_array_equal(db, np.full(N, float(B)))
