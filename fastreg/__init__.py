@@ -10,6 +10,8 @@ from ._backends import available_backends as available_backends
 from ._backends import get_backend as get_backend
 from ._backends import set_backend as set_backend
 from ._backends import use_backend as use_backend
+from .dense import dense_dropout as dense_dropout
+from .dense import dense_dropout_backward as dense_dropout_backward
 from .dropconnect import dropconnect as dropconnect
 from .dropconnect import dropconnect_backward as dropconnect_backward
 from .dropconnect import dropconnect_inference as dropconnect_inference

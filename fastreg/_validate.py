@@ -31,6 +31,7 @@ __all__ = [
     "check_offset",
     "check_out",
     "check_probability",
+    "check_required",
     "check_same_dtype",
     "check_seed",
     "check_shape",
@@ -302,6 +303,13 @@ def check_matching_list(
         raise TypeError(f"{name} must be one array like w (w is one array), got a "
                         f"{type(value).__name__}")
     return [value]
+
+
+def check_required(value: Any, name: str, reason: str) -> Any:
+    """``value`` must be given (not None) because of ``reason``, else a ValueError."""
+    if value is None:
+        raise ValueError(f"{name} is required {reason}, got None")
+    return value
 
 
 def check_momentum(momentum: float, nesterov: bool, has_buf: bool) -> None:
