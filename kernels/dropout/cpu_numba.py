@@ -23,9 +23,16 @@ from ..philox.cpu_numba import box_muller, fill_words
 _U = np.uint64
 #: Philox blocks per tile: 2048 words (8 KiB) plus the matching x and out slices fit in L1.
 TILE = 512
-#: Tiles per parallel task: 64k elements, so a 4M-element array is 64 tasks and the two threads
-#: get even halves while each task amortizes its tile allocation.
+#: Tiles per parallel task at most: 64k elements, so a 4M-element array is 64 tasks and each
+#: task amortizes its tile allocation.
 TILES_PER_TASK = 32
+#: Smaller arrays are still cut into this many tasks, so a 64k-element array uses both cores.
+MIN_TASKS = 8
+
+
+@njit(inline="always")
+def _tiles_per_task(ntiles):
+    return max(1, min(TILES_PER_TASK, ntiles // MIN_TASKS))
 
 
 @njit(cache=True)
@@ -48,9 +55,10 @@ def _keep_mask(out, k0, k1, salt, offset, threshold):
     n = out.size
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
-    for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
+    per_task = _tiles_per_task(ntiles)
+    for task in prange((ntiles + per_task - 1) // per_task):
         bits = np.empty(4 * TILE, dtype=np.uint32)
-        for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
+        for tile in range(task * per_task, min(ntiles, (task + 1) * per_task)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
             fill_words(bits, first, count, salt, offset, k0, k1)
@@ -73,9 +81,10 @@ def _dropout_apply(x, out, k0, k1, salt, offset, threshold, scale):
     n = x.size
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
-    for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
+    per_task = _tiles_per_task(ntiles)
+    for task in prange((ntiles + per_task - 1) // per_task):
         bits = np.empty(4 * TILE, dtype=np.uint32)
-        for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
+        for tile in range(task * per_task, min(ntiles, (task + 1) * per_task)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
             fill_words(bits, first, count, salt, offset, k0, k1)
@@ -112,9 +121,10 @@ def _gaussian_apply(x, out, k0, k1, offset, additive, multiplicative):
     # serves 2*TILE elements, reading its words in pairs.
     nblocks = (n + 1) >> 1
     ntiles = (nblocks + TILE - 1) // TILE
-    for task in prange((ntiles + TILES_PER_TASK - 1) // TILES_PER_TASK):
+    per_task = _tiles_per_task(ntiles)
+    for task in prange((ntiles + per_task - 1) // per_task):
         words = np.empty(4 * TILE, dtype=np.uint32)
-        for tile in range(task * TILES_PER_TASK, min(ntiles, (task + 1) * TILES_PER_TASK)):
+        for tile in range(task * per_task, min(ntiles, (task + 1) * per_task)):
             first = tile * TILE
             count = min(nblocks, first + TILE) - first
             fill_words(words, first, count, salt, offset, k0, k1)

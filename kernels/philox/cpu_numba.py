@@ -255,9 +255,11 @@ def _random_bits(out, start, k0, k1, salt, offset):
     first = (start + 3) >> 2
     lead = min(4 * first - start, n)
     nfull = max((start + n) // 4 - first, 0)
-    for task in prange((nfull + CHUNK - 1) // CHUNK):
-        b0 = task * CHUNK
-        count = min(nfull, b0 + CHUNK) - b0
+    # at least 8 tasks when there is enough work, so small arrays use both cores too
+    chunk = max(512, min(CHUNK, nfull // 8))
+    for task in prange((nfull + chunk - 1) // chunk):
+        b0 = task * chunk
+        count = min(nfull, b0 + chunk) - b0
         base = lead + 4 * b0
         fill_words(out[base : base + 4 * count], first + b0, count, salt, offset, k0, k1)
     for i in range(lead):
