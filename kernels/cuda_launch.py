@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -81,6 +82,26 @@ __device__ __forceinline__ void fr_store(fr_half *p, fr_u64 i, float v) {
          var += (fr_u64)gridDim.x * blockDim.x)
 #endif
 
+// One phase of a cooperative (shared-memory) kernel: f(thread, threads) with every thread of the
+// block, then a barrier. On the host (the test harness) the same phase runs for each of `threads`
+// emulated threads in turn, which is exact because phases only meet at the barrier; so the host
+// library runs a tiled kernel's own code. Call it with block-uniform control flow only.
+template <class F>
+FR_HD void fr_block_run(int threads, F f) {
+#ifdef __CUDA_ARCH__
+    (void)threads;
+    f((int)threadIdx.x, (int)blockDim.x);
+    __syncthreads();
+#else
+    for (int t = 0; t < threads; ++t) f(t, threads);
+#endif
+}
+
+FR_HD fr_u64 fr_cdiv(fr_u64 a, fr_u64 b) { return (a + b - 1) / b; }
+FR_HD int fr_span(fr_u64 total, fr_u64 lo, int tile) {
+    return total - lo < (fr_u64)tile ? (int)(total - lo) : tile;
+}
+
 // X(suffix, element type) for every float dtype a GPU kernel is instantiated for.
 #define FR_FOR_EACH_FLOAT(X) {for_each}
 
@@ -103,6 +124,17 @@ def cu_path(family: str) -> Path:
 def source(family: str) -> str:
     """The full CUDA text compiled for ``family``: both preambles, then its ``.cu`` file."""
     return philox_preamble() + dtype_preamble() + cu_path(family).read_text()
+
+
+_DEFINE = re.compile(r"^#define (FR_\w+) (\d+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def constants(family: str) -> dict[str, int]:
+    """The integer ``#define FR_...`` lines of ``<family>.cu`` (tile sizes): the ``.cu`` file is
+    their only home, and the twin sizes its grids from them."""
+    text = cu_path(family).read_text()
+    return {name: int(value) for name, value in _DEFINE.findall(text)}
 
 
 def float_type(dtype: Any) -> FloatType:

@@ -79,3 +79,55 @@ void fr_host_group_scales(const double *norms, double *lasso, double *bounded, f
 }
 
 }  // extern "C"
+
+// ------------------------------------------------------------------------------- DropConnect
+// The tiled kernels' own bodies, run on the host: `blocks` emulated CUDA blocks (walked last to
+// first) of `threads` emulated threads each, over shared memory that starts as 0xFF bytes (NaN
+// floats, "kept" flags), so a read of anything a phase did not write shows in the result.
+template <class S>
+static S *fr_host_smem() {
+    S *sh = new S;
+    unsigned char *bytes = (unsigned char *)sh;
+    for (unsigned long j = 0; j < sizeof(S); ++j) bytes[j] = 0xFF;
+    return sh;
+}
+
+extern "C" {
+
+#define FR_HOST_DROPCONNECT(SUFFIX, T)                                                           \
+    void fr_host_dc_forward_##SUFFIX(const T *x, const T *W, const T *b, T *y, fr_u64 B,         \
+                                     fr_u64 K, fr_u64 N, int has_bias, fr_u32 k0, fr_u32 k1,     \
+                                     fr_u32 salt, fr_u32 offset, fr_u64 threshold, T scale,      \
+                                     fr_u64 blocks, int threads) {                               \
+        fr_dc_forward_smem<T> *sh = fr_host_smem<fr_dc_forward_smem<T> >();                      \
+        const fr_stream s = {k0, k1, salt, offset, threshold};                                   \
+        for (fr_u64 blk = blocks; blk-- > 0;)                                                    \
+            fr_dc_forward(x, W, b, y, B, K, N, has_bias, s, scale, *sh, blk, blocks, threads);   \
+        delete sh;                                                                               \
+    }                                                                                            \
+    void fr_host_dc_backward_##SUFFIX(const T *dy, const T *x, const T *W, T *dx, T *dW,         \
+                                      T *partial, fr_u64 B, fr_u64 K, fr_u64 N,                  \
+                                      fr_u64 segments, fr_u64 seg_len, fr_u32 k0, fr_u32 k1,     \
+                                      fr_u32 salt, fr_u32 offset, fr_u64 threshold, T scale,     \
+                                      fr_u64 blocks, int threads) {                              \
+        const fr_stream s = {k0, k1, salt, offset, threshold};                                   \
+        fr_dc_dx_smem<T> *shx = fr_host_smem<fr_dc_dx_smem<T> >();                               \
+        for (fr_u64 blk = blocks; blk-- > 0;)                                                    \
+            fr_dc_dx(dy, W, dx, B, K, N, s, scale, *shx, blk, blocks, threads);                  \
+        delete shx;                                                                              \
+        fr_dc_dw_smem<T> *shw = fr_host_smem<fr_dc_dw_smem<T> >();                               \
+        for (fr_u64 blk = blocks; blk-- > 0;)                                                    \
+            fr_dc_dw(dy, x, dW, partial, B, K, N, segments, seg_len, s, scale, *shw, blk,        \
+                     blocks, threads);                                                           \
+        delete shw;                                                                              \
+        if (segments > 1)                                                                        \
+            for (fr_u64 i = K * N; i-- > 0;) fr_dc_dw_sum(partial, dW, i, K * N, segments, scale); \
+    }
+FR_HOST_DROPCONNECT(f32, float)
+FR_HOST_DROPCONNECT(f64, double)
+
+void fr_host_dc_relu_mean(const double *mean, const double *std, double *out, fr_u64 n) {
+    for (fr_u64 i = 0; i < n; ++i) out[i] = fr_relu_gaussian_mean(mean[i], std[i]);
+}
+
+}  // extern "C" (dropconnect)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastreg._kernels import cuda_launch as cl
+from fastreg._kernels.dropconnect import ref_numpy as dropconnect_ref
 from fastreg._kernels.dropout import ref_numpy as dropout_ref
 from fastreg._kernels.philox import ref_numpy as philox_ref
 from fastreg._kernels.philox.cuda_source import philox_preamble
@@ -36,7 +37,7 @@ ARCHS = ("sm_80", "sm_90")
 FAMILY_SOURCES = sorted(cl.KERNEL_DIR.glob("*/*.cu"))
 HARNESS = Path(__file__).with_name("cuda_host_harness.cu")
 #: Families whose device functions the host harness calls, in inclusion order.
-HOST_FAMILIES = ("philox", "dropout", "prox")
+HOST_FAMILIES = ("philox", "dropout", "prox", "dropconnect")
 
 #: Kernels each family's gpu_cupy.py looks up; a renamed or missing entry point fails here.
 FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
@@ -45,6 +46,11 @@ ENTRY_POINTS = {
     "dropout": {"fastreg_dropout_mask_bool"}
     | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "gaussian_apply") for s in FLOAT_SUFFIXES},
     "prox": {f"fastreg_prox_{op}_{s}" for op in ("sgd", "adam", "group") for s in FLOAT_SUFFIXES},
+    "dropconnect": {
+        f"fastreg_dropconnect_{stage}_{s}"
+        for stage in ("forward", "dx", "dw", "dwsum", "relumean")
+        for s in FLOAT_SUFFIXES
+    },
 }
 ENTRY_NAME = re.compile(r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|f32|f64|bool|u32)")
 
@@ -157,6 +163,14 @@ _VOIDP = ctypes.c_void_p
 for _suffix, _ctype in (("f32", ctypes.c_float), ("f64", _f64)):
     _SIGNATURES[f"fr_host_sgd_{_suffix}"] = (*[_VOIDP] * 4, _u64, *[_ctype] * 4, _int)
     _SIGNATURES[f"fr_host_adam_{_suffix}"] = (*[_VOIDP] * 5, _u64, *[_ctype] * 10, _int)
+for _suffix, _ctype, _ptr_t in (("f32", ctypes.c_float, _F32P), ("f64", _f64, _F64P)):
+    _SIGNATURES[f"fr_host_dc_forward_{_suffix}"] = (
+        *[_ptr_t] * 4, _u64, _u64, _u64, _int, _u32, _u32, _u32, _u32, _u64, _ctype, _u64, _int
+    )
+    _SIGNATURES[f"fr_host_dc_backward_{_suffix}"] = (
+        *[_ptr_t] * 6, *[_u64] * 5, _u32, _u32, _u32, _u32, _u64, _ctype, _u64, _int
+    )
+_SIGNATURES["fr_host_dc_relu_mean"] = (_F64P, _F64P, _F64P, _u64)
 
 
 @pytest.fixture(scope="session")
@@ -338,6 +352,9 @@ _POINTER_DTYPES = {
     "fr_u64": np.uint64,
     "unsigned char": np.bool_,
     "int": np.int32,
+    "fr_compute<fr_half>::type": np.float32,
+    "fr_compute<float>::type": np.float32,
+    "fr_compute<double>::type": np.float64,
 }
 _SCALAR_TYPES = {
     "fr_u32": np.uint32,
@@ -553,7 +570,7 @@ def test_dry_launch_prox(dry, dtype):
         twin.sgd_update(ws[1], np.ones((3, 4), dtype), None, None, *[t(0.1)] * 4, False)
 
 
-@pytest.mark.parametrize("family", ["philox", "dropout", "prox"])
+@pytest.mark.parametrize("family", ["philox", "dropout", "prox", "dropconnect"])
 def test_gpu_twin_offers_the_reference_interface(dry, family):
     import importlib
     import inspect
@@ -567,3 +584,172 @@ def test_gpu_twin_offers_the_reference_interface(dry, family):
                 for name in module.__all__}
 
     assert interface(twin) == interface(reference)
+
+
+# ------------------------------------------------------------------ dropconnect: host and dry
+# The tiled per-example kernels run on the host through the harness: the very tile bodies the
+# GPU runs (fr_block_run phases), with emulated blocks and threads.
+
+DC_STREAM = (0x01234567, 0x9ABCDEF0, 1, 7)
+#: (blocks, threads): one thread, odd sizes, more blocks than tiles.
+DC_LAUNCHES = [(1, 1), (3, 37), (1000, 256)]
+#: (B, K, N): 1x1, sizes not divisible by 4 or by the tiles (8 x 16 x 64), several tiles.
+DC_SHAPES = [(1, 1, 1), (3, 5, 7), (17, 13, 4), (11, 33, 130), (20, 2, 203), (0, 3, 4), (5, 0, 3)]
+
+
+def _dc_inputs(B, K, N, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(s).astype(dtype) for s in ((B, K), (K, N), (N,), (B, N)))
+
+
+def _dc_host_forward(host, x, W, b, p, launch, stream=DC_STREAM):
+    dtype = x.dtype
+    (B, K), N = x.shape, W.shape[1]
+    y = np.full((B, N), 5, dtype)
+    bias = b if b is not None else y
+    getattr(host, f"fr_host_dc_forward_{cl.float_type(dtype).suffix}")(
+        x, W, bias, y, B, K, N, int(b is not None), *stream, kernel_threshold(p),
+        dropout_scale(p, dtype), *launch)
+    return y
+
+
+def _dc_host_backward(host, dy, x, W, p, launch, segments=None, stream=DC_STREAM):
+    """``(dx, dW)`` by the host kernels; ``segments=(count, examples each)``, default one."""
+    dtype = x.dtype
+    (B, K), N = x.shape, W.shape[1]
+    segments, seg_len = (1, max(B, 1)) if segments is None else segments
+    partial = np.full((segments, K, N), 9, dtype)
+    dx, dW = np.full((B, K), 5, dtype), np.full((K, N), 5, dtype)
+    getattr(host, f"fr_host_dc_backward_{cl.float_type(dtype).suffix}")(
+        dy, x, W, dx, dW, partial, B, K, N, segments, seg_len, *stream, kernel_threshold(p),
+        dropout_scale(p, dtype), *launch)
+    return dx, dW
+
+
+def _dc_close(got, expected):
+    tol = 1e-5 if got.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * max(1.0, np.abs(expected).max(
+        initial=0.0)))
+
+
+@pytest.fixture
+def dry_dropconnect_twin(monkeypatch):
+    """gpu_cupy's pure-Python helpers (dw_segments) without CuPy: imported over a stub."""
+    import importlib
+    import sys
+    import types
+
+    name = "fastreg._kernels.dropconnect.gpu_cupy"
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    monkeypatch.setitem(sys.modules, name, None)  # restored (or removed) after the test
+    del sys.modules[name]
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", DC_SHAPES, ids=str)
+def test_host_dropconnect_tiles_match_numpy(host, dtype, shape):
+    B, K, N = shape
+    x, W, b, dy = _dc_inputs(B, K, N, dtype)
+    p = 0.3
+    args = (*DC_STREAM, kernel_threshold(p), dropout_scale(p, dtype))
+    y_ref = dropconnect_ref.example_forward(x, W, b, *args)
+    dx_ref, dW_ref = dropconnect_ref.example_backward(dy, x, W, *args)
+    outputs = []
+    for launch in DC_LAUNCHES:
+        y = _dc_host_forward(host, x, W, b, p, launch)
+        dx, dW = _dc_host_backward(host, dy, x, W, p, launch)
+        _dc_close(y, y_ref)
+        _dc_close(dx, dx_ref)
+        _dc_close(dW, dW_ref)
+        outputs.append(b"".join(a.tobytes() for a in (y, dx, dW)))
+    # One thread sums each output in a fixed order: any block size or grid gives the same bits.
+    assert len(set(outputs)) == 1
+    no_bias = _dc_host_forward(host, x, W, None, p, DC_LAUNCHES[1])
+    _dc_close(no_bias, dropconnect_ref.example_forward(x, W, None, *args))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_host_dropconnect_dw_segments_match_numpy(host, dry_dropconnect_twin, dtype):
+    B, K, N = 203, 5, 9  # one (K, N) tile: the batch is split into segments
+    x, W, _, dy = _dc_inputs(B, K, N, dtype, seed=3)
+    p = 0.5
+    args = (*DC_STREAM, kernel_threshold(p), dropout_scale(p, dtype))
+    dx_ref, dW_ref = dropconnect_ref.example_backward(dy, x, W, *args)
+    segments, seg_len = dry_dropconnect_twin.dw_segments(B, K, N)
+    assert segments > 1 and seg_len % dry_dropconnect_twin.TE == 0
+    assert (segments - 1) * seg_len < B <= segments * seg_len
+    results = set()
+    for launch in DC_LAUNCHES:
+        dx, dW = _dc_host_backward(host, dy, x, W, p, launch, (segments, seg_len))
+        _dc_close(dx, dx_ref)
+        _dc_close(dW, dW_ref)
+        results.add(dW.tobytes())
+    assert len(results) == 1
+
+
+def test_dw_segments_bound_the_workspace(dry_dropconnect_twin):
+    twin = dry_dropconnect_twin
+    for B, K, N in [(0, 3, 4), (1, 1, 1), (7, 1000, 1000), (10**6, 4, 4), (10**6, 64, 700),
+                    (33, 16, 64), (100_000, 0, 5)]:
+        segments, seg_len = twin.dw_segments(B, K, N)
+        assert segments >= 1 and seg_len >= 1 and seg_len % twin.TE == 0
+        assert segments == 1 or (segments - 1) * seg_len < B <= segments * seg_len
+        # The partial sums stay O(tile), whatever B*K*N is.
+        assert segments == 1 or segments * K * N <= twin.SPLIT_TARGET * twin.TK * twin.TN
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_host_dropconnect_masks_exact(host, dtype):
+    """One-hot x picks row e of example e's mask; x and dy of ones give dW = keep * scale."""
+    K, N, p = 12, 70, 0.5
+    W = np.random.default_rng(1).uniform(1.0, 2.0, (K, N)).astype(dtype)  # y != 0 iff kept
+    bits = philox_ref.random_bits(K * K * N, *DC_STREAM[:2], *DC_STREAM[2:])
+    keep = (bits.astype(np.int64) >= kernel_threshold(p)).reshape(K, K, N)
+    for launch in DC_LAUNCHES:
+        y = _dc_host_forward(host, np.eye(K, dtype=dtype), W, None, p, launch)
+        rows = keep[np.arange(K), np.arange(K)]
+        np.testing.assert_array_equal(y, np.where(rows, W * dtype(2), dtype(0)))
+        _, dW = _dc_host_backward(host, np.ones((1, N), dtype), np.ones((1, K), dtype), W, p,
+                                  launch)
+        np.testing.assert_array_equal(dW, np.where(keep[0], dtype(2), dtype(0)))
+
+
+def test_host_dropconnect_p_one_drops_everything(host):
+    x, W, b, dy = _dc_inputs(9, 7, 5, np.float64)
+    y = _dc_host_forward(host, x, W, b, 1.0, (2, 32))
+    np.testing.assert_array_equal(y, np.broadcast_to(b, y.shape))
+    dx, dW = _dc_host_backward(host, dy, x, W, 1.0, (2, 32))
+    assert not dx.any() and not dW.any() and not np.signbit(dW).any()
+
+
+def test_host_relu_gaussian_mean_matches_numpy(host):
+    rng = np.random.default_rng(5)
+    mean = np.concatenate([rng.standard_normal(999) * 3, [0.0, -1.0, 2.0, 40.0, -40.0]])
+    std = np.concatenate([np.abs(rng.standard_normal(999)), [0.0, 0.0, 0.0, 1.0, 1.0]])
+    out = np.empty_like(mean)
+    host.fr_host_dc_relu_mean(mean, std, out, mean.size)
+    # mean*Phi + std*phi cancels for mean << 0: compare to the size of the terms.
+    np.testing.assert_allclose(out, dropconnect_ref.relu_gaussian_mean(mean, std), rtol=1e-13,
+                               atol=1e-14 * (np.abs(mean) + std).max())
+    assert out[-5:-2].tolist() == [0.0, 0.0, 2.0]
+
+
+@pytest.mark.parametrize("dtype", list(cl.FLOATS), ids=str)
+def test_dry_launch_dropconnect(dry, dtype):
+    import_twin, launches = dry
+    twin = import_twin("dropconnect")
+    scale = dropout_scale(0.5, dtype)
+    x, W, b, dy = (np.ones(s, dtype) for s in ((5, 3), (3, 7), (7,), (5, 7)))
+    stream = (1, 2, 1, 3, kernel_threshold(0.5))
+    assert twin.example_forward(x, W, b, *stream, scale).shape == (5, 7)
+    assert twin.example_forward(x, W[:, ::-1], None, *stream, scale).shape == (5, 7)
+    dx, dW = twin.example_backward(dy, x, W, *stream, scale)
+    assert dx.shape == (5, 3) and dW.shape == (3, 7) and dx.dtype == dW.dtype == dtype
+    big = np.ones((203, 3), dtype), np.ones((203, 7), dtype)  # few tiles: dW in segments
+    twin.example_backward(big[1], big[0], W, *stream, scale)
+    assert twin.relu_gaussian_mean(np.ones((2, 3), dtype), np.ones((2, 3), dtype)).shape == (2, 3)
+    suffix = cl.float_type(dtype).suffix
+    assert launches == [f"fastreg_dropconnect_{stage}_{suffix}"
+                        for stage in ("forward", "forward", "dx", "dw", "dx", "dw", "dwsum",
+                                      "relumean")]

@@ -300,3 +300,159 @@ def test_penalty_matches_numpy(dtype):
     cpu = fastreg.penalty([w.astype(_cpu_dtype(dtype)) for w in ws], l1=0.5, l2=0.25,
                           backend="numpy")  # float16 -> float32 is exact
     assert gpu == pytest.approx(cpu, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ dropconnect
+# The cupy twin against the numpy backend (itself checked against PyTorch autograd in
+# tests/test_dropconnect.py): the same masks, values by dtype. float16 references are computed in
+# float64 from the float16 values.
+
+DC_TOL = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
+#: (leading dims of x, K, N): 1x1, sizes not divisible by 4 or by the tiles (8 x 16 x 64), leading
+#: dims flattened, several tiles each way, a batch that splits dW into segments.
+DC_SHAPES = [((1,), 1, 1), ((3,), 5, 7), ((2, 3), 4, 6), ((17,), 13, 4), ((11,), 33, 130),
+             ((6,), 2, 2053), ((300,), 3, 5)]
+
+
+def _dc_inputs(lead, K, N, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = ((*lead, K), (K, N), (N,), (*lead, N))
+    return tuple(rng.standard_normal(s).astype(dtype) for s in shapes)
+
+
+def _dc_close(got, ref):
+    assert isinstance(got, cp.ndarray) and got.flags.c_contiguous
+    tol = DC_TOL[got.dtype]
+    ref = np.asarray(ref, np.float64)
+    np.testing.assert_allclose(_host(got).astype(np.float64), ref, rtol=tol,
+                               atol=tol * max(1.0, np.abs(ref).max(initial=0.0)))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("per_example", [False, True], ids=["batch", "example"])
+@pytest.mark.parametrize("shape", DC_SHAPES, ids=str)
+def test_dropconnect_matches_numpy(dtype, shape, per_example):
+    x, W, b, dy = _dc_inputs(*shape, dtype)
+    kw = dict(p=0.3, seed=2**40 + 5, offset=7, per_example=per_example)
+    wide = [a.astype(np.float64) for a in (x, W, b, dy)]
+    y_ref = fastreg.dropconnect(*wide[:3], backend="numpy", **kw)
+    grads_ref = fastreg.dropconnect_backward(wide[3], *wide[:2], backend="numpy", **kw)
+    gx, gW, gb, gdy = (cp.asarray(a) for a in (x, W, b, dy))
+    y = fastreg.dropconnect(gx, gW, gb, **kw)
+    assert y.dtype == dtype and y.shape == y_ref.shape
+    _dc_close(y, y_ref)
+    for got, ref in zip(fastreg.dropconnect_backward(gdy, gx, gW, **kw), grads_ref, strict=True):
+        assert got.dtype == dtype and got.shape == ref.shape
+        _dc_close(got, ref)
+
+
+@pytest.mark.parametrize("per_example", [False, True], ids=["batch", "example"])
+def test_dropconnect_masks_exact(launch, per_example):
+    """One-hot rows of x pick rows of the masked weight exactly; unit x and dy give dW = mask."""
+    K, N, p = 6, 37, 0.5
+    W = np.random.default_rng(1).uniform(1.0, 2.0, (K, N))  # never zero: y != 0 iff kept
+    kw = dict(p=p, seed=3, offset=1, per_example=per_example)
+    bits = fastreg.random_bits((K, K, N) if per_example else (K, N), seed=3, offset=1, salt=1,
+                               backend="numpy")
+    keep = bits.astype(np.int64) >= kernel_threshold(p)
+    rows = keep[np.arange(K), np.arange(K)] if per_example else keep
+    y = fastreg.dropconnect(cp.eye(K), cp.asarray(W), **kw)
+    np.testing.assert_array_equal(_host(y), np.where(rows, W * 2.0, 0.0))
+    _, dW, _ = fastreg.dropconnect_backward(cp.ones((1, N)), cp.ones((1, K)), cp.asarray(W), **kw)
+    np.testing.assert_array_equal(_host(dW), np.where(keep[0] if per_example else keep, 2.0, 0.0))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_dropconnect_per_example_independent_of_launch(dtype):
+    x, W, b, dy = (cp.asarray(a) for a in _dc_inputs((203,), 37, 130, dtype, seed=4))
+    kw = dict(p=0.5, seed=9, per_example=True)
+    results = set()
+    for config in LAUNCHES:
+        with cl.launch_config(*config):
+            outputs = (fastreg.dropconnect(x, W, b, **kw),
+                       *fastreg.dropconnect_backward(dy, x, W, **kw))
+        results.add(b"".join(_host(a).tobytes() for a in outputs))
+    assert len(results) == 1
+
+
+@pytest.mark.parametrize("layout", ["F", "strided"])
+def test_dropconnect_layouts(layout):
+    x, W, b, dy = _dc_inputs((5,), 6, 9, np.float64, seed=2)
+    kw = dict(p=0.4, seed=1, per_example=True)
+    y_ref = fastreg.dropconnect(x, W, b, backend="numpy", **kw)
+    grads_ref = fastreg.dropconnect_backward(dy, x, W, backend="numpy", **kw)
+
+    def arrange(a):
+        g = cp.asarray(a)
+        if layout == "F":
+            return cp.asfortranarray(g)
+        padded = cp.zeros(tuple(2 * s for s in a.shape), a.dtype)
+        view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
+        view[...] = g
+        return view
+
+    gx, gW, gb, gdy = (arrange(a) for a in (x, W, b, dy))
+    _dc_close(fastreg.dropconnect(gx, gW, gb, **kw), y_ref)
+    for got, ref in zip(fastreg.dropconnect_backward(gdy, gx, gW, **kw), grads_ref, strict=True):
+        _dc_close(got, ref)
+
+
+def test_dropconnect_edges_and_twin_threshold():
+    x, W, b, dy = (cp.asarray(a) for a in _dc_inputs((4,), 5, 6, np.float32, seed=3))
+    kw = dict(seed=1, per_example=True)
+    y = fastreg.dropconnect(x, W, b, p=1.0, **kw)
+    np.testing.assert_array_equal(_host(y), np.tile(_host(b), (4, 1)))
+    mean = _host(x).astype(np.float64) @ _host(W) + _host(b)
+    _dc_close(fastreg.dropconnect(x, W, b, p=0.5, training=False, **kw), mean)
+    from fastreg._kernels.dropconnect import gpu_cupy as dc_gpu
+
+    # The twin itself: threshold 2**32 (p == 1) keeps nothing.
+    y = dc_gpu.example_forward(x, W, b, 1, 2, 1, 0, 2**32, 0.0)
+    np.testing.assert_array_equal(_host(y), np.tile(_host(b), (4, 1)))
+    dx, dW = dc_gpu.example_backward(dy, x, W, 1, 2, 1, 0, 2**32, 0.0)
+    assert not dx.any() and not dW.any()
+    for B, K, N in [(0, 3, 4), (3, 0, 4), (3, 4, 0)]:
+        args = (cp.ones((B, K), np.float32), cp.ones((K, N), np.float32))
+        y = fastreg.dropconnect(*args, p=0.5, seed=1, per_example=True)
+        dx, dW, db = fastreg.dropconnect_backward(cp.ones((B, N), np.float32), *args, p=0.5,
+                                                  seed=1, per_example=True)
+        assert y.shape == (B, N) and dx.shape == (B, K) and dW.shape == (K, N)
+        assert not y.any() and not dx.any() and not dW.any()
+
+
+def test_dropconnect_never_allocates_b_k_n():
+    """A (B, K, N) float32 array here is 64 MiB; no single device allocation may reach 1/16 of
+    it (the outputs are B*N, B*K and K*N; dW's partial sums stay O(tile))."""
+    from cupy.cuda import memory_hook
+
+    class Largest(memory_hook.MemoryHook):
+        name = "fastreg_largest"
+
+        def __init__(self):
+            self.largest = 0
+
+        def malloc_preprocess(self, **kwargs):
+            self.largest = max(self.largest, kwargs["size"])
+
+    B, K, N = 4096, 64, 64
+    x, W, b, dy = (cp.asarray(a) for a in _dc_inputs((B,), K, N, np.float32, seed=5))
+    kw = dict(p=0.5, seed=1, per_example=True)
+    fastreg.dropconnect(x[:2], W, b, **kw)  # compile before measuring
+    hook = Largest()
+    with hook:
+        fastreg.dropconnect(x, W, b, **kw)
+        fastreg.dropconnect_backward(dy, x, W, **kw)
+    assert hook.largest < B * K * N * 4 // 16, hook.largest
+
+
+def test_dropconnect_inference_matches_numpy():
+    rng = np.random.default_rng(7)
+    x, W = rng.standard_normal((3, 2, 6)), rng.standard_normal((6, 5))
+    x[0, 0] = 0.0  # sigma == 0 rows: relu(mu)
+    ref = fastreg.dropconnect_inference(x, W, p=0.3, backend="numpy")
+    got = fastreg.dropconnect_inference(cp.asarray(x), cp.asarray(W), p=0.3)
+    np.testing.assert_allclose(_host(got), ref, rtol=1e-12, atol=1e-12)
+    for dtype in (np.float16, np.float32):
+        low = fastreg.dropconnect_inference(cp.asarray(x, dtype), cp.asarray(W, dtype), p=0.3)
+        assert low.dtype == dtype
+        _dc_close(low, ref.astype(dtype))
