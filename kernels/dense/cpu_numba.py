@@ -7,8 +7,11 @@ in backward), so results never depend on the thread count, the task split or the
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -18,6 +21,10 @@ from . import ACTIVATIONS
 _U = np.uint64
 #: Philox blocks per tile: the bits of a tile (4*TILE uint64, 16 KiB) stay in L1.
 TILE = 512
+#: Outputs smaller than this run their pass on the calling thread: single-threaded the pass
+#: costs ~2 ns/element (MNIST's 128x500 layer: 0.13-0.19 ms), while waking the Numba pool right
+#: after a BLAS call that used both cores measured 0.1 ms idle and up to 7 ms on the loaded box.
+SERIAL_ELEMENTS = 1 << 17
 #: Backward: at most this many row chunks, each with a float64 partial bias gradient of N entries;
 #: a fixed split (not one per thread) keeps ``db`` independent of the thread count.
 MAX_CHUNKS = 32
@@ -152,6 +159,21 @@ def _epilogue(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, thr
             _fwd_gelu(*args)
 
 
+@contextlib.contextmanager
+def _threads_for(size: int) -> Iterator[None]:
+    """One thread for a pass over fewer than ``SERIAL_ELEMENTS`` elements (results never depend
+    on it: tasks own fixed tiles or row chunks)."""
+    if size >= SERIAL_ELEMENTS:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, scale) -> None:
     """``y = where(keep, act(x @ W + b) * scale, +0.0)``; ``z = x @ W + b`` when ``z`` is given.
 
@@ -167,9 +189,10 @@ def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, sc
     if m == 0 or n == 0:
         return
     zf = z.reshape(-1) if z is not None else y[0, :0]
-    _epilogue(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None, z is not None,
-              ACTIVATIONS.index(activation), 0, n,
-              _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+    with _threads_for(m * n):
+        _epilogue(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None,
+                  z is not None, ACTIVATIONS.index(activation), 0, n,
+                  _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
 
 
 def _backward_span_of(deriv):
@@ -256,6 +279,7 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
     dyf = np.ascontiguousarray(dy).reshape(-1)
     yf = np.ascontiguousarray(y).reshape(-1)
     zf = np.ascontiguousarray(z).reshape(-1) if z is not None else yf  # unread unless gelu
-    _grad_preact(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n, rows,
-                 _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+    with _threads_for(m * n):
+        _grad_preact(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n,
+                     rows, _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
     return dz @ W.T, x.T @ dz, partial.sum(axis=0).astype(dy.dtype)
