@@ -1,4 +1,5 @@
-"""``python -m fastreg bench|info``: the benchmark table and the environment report."""
+"""``python -m fastreg bench|demo|info``: the benchmark table, the regularization study and the
+environment report."""
 
 from __future__ import annotations
 
@@ -95,7 +96,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure `import fastreg` and the first dropout call in fresh processes instead",
     )
+    bench.add_argument(
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="also draw the results (speed-up vs peers, %% of the machine limit) to PNG "
+        "(needs matplotlib)",
+    )
     commands.add_parser("info", help="versions, backends, threads and the Numba cache location")
+    from .study.cli import add_arguments as add_demo_arguments
+
+    add_demo_arguments(
+        commands.add_parser(
+            "demo",
+            help="the regularization study: an MLP on the 8x8 digits under each regularizer",
+            description="Train one over-parameterized MLP on scikit-learn's 8x8 digits under "
+            "no regularization, L2, L1, elastic net, dropout, DropConnect, input noise, "
+            "max-norm + dropout, dense-sparse-dense and early stopping; print the table and "
+            "write learning-curve and weight-histogram PNGs.",
+        )
+    )
     return parser
 
 
@@ -108,12 +128,16 @@ _BENCH_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "bench":
+    if args.command in ("bench", "demo"):
         for name, value in _BENCH_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
     if args.command == "info":
         print("\n".join(info_lines()))
         return 0
+    if args.command == "demo":
+        from .study.cli import main as demo_main
+
+        return demo_main(args)
     if args.startup:
         from ._bench.startup import main as startup_main
 
@@ -127,14 +151,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from ._bench.runner import main as bench_main
 
-    return bench_main(
-        backend=args.backend,
-        quick=args.quick,
-        filters=args.filter,
-        repeats=args.repeats,
-        budget=args.budget,
-        json_path=args.json,
-    )
+    if args.plot is None:
+        return bench_main(
+            backend=args.backend,
+            quick=args.quick,
+            filters=args.filter,
+            repeats=args.repeats,
+            budget=args.budget,
+            json_path=args.json,
+        )
+    from ._bench.plot import bench_with_plot
+
+    return bench_with_plot(bench_main, args)
 
 
 if __name__ == "__main__":
