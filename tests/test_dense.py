@@ -155,7 +155,7 @@ def test_dropped_nan_is_zero(backend):
     assert np.all(np.isnan(y[keep])) and np.array_equal(y[~keep], np.zeros((~keep).sum()))
 
 
-def test_thread_count_does_not_change_results():
+def test_parallel_path_matches_reference_for_any_thread_count():
     numba = pytest.importorskip("numba")
     # 1100 x 129 outputs: past the size below which the numba twin stays on one thread.
     x, W, b, dy = make((1100,), 17, 129, np.float32, seed=5)
@@ -171,6 +171,11 @@ def test_thread_count_does_not_change_results():
         numba.set_num_threads(before)
     for a, c in zip(results[0], results[-1], strict=True):
         assert np.array_equal(a, c)
+    ref_y = fastreg.dense_dropout(x, W, b, **{**kw, "backend": "numpy"})
+    assert np.array_equal(results[0][0] == 0, ref_y == 0)
+    ref = (ref_y, *fastreg.dense_dropout_backward(dy, x, W, ref_y, **{**kw, "backend": "numpy"}))
+    for got, want in zip(results[0], ref, strict=True):
+        assert_close(got, want.astype(np.float64), np.float32)
 
 
 def test_empty_batch(backend):

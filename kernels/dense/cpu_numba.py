@@ -7,11 +7,8 @@ in backward), so results never depend on the thread count, the task split or the
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -22,8 +19,9 @@ _U = np.uint64
 #: Philox blocks per tile: the bits of a tile (4*TILE uint64, 16 KiB) stay in L1.
 TILE = 512
 #: Outputs smaller than this run their pass on the calling thread: single-threaded the pass
-#: costs ~2 ns/element (MNIST's 128x500 layer: 0.13-0.19 ms), while waking the Numba pool right
-#: after a BLAS call that used both cores measured 0.1 ms idle and up to 7 ms on the loaded box.
+#: costs ~1.6 ns/element (MNIST's 128x500 layer: 0.10 ms), while a parallel launch costs ~32 us
+#: even for no work and waking the Numba pool right after a BLAS call that used both cores
+#: measured up to 7 ms on the loaded box.
 SERIAL_ELEMENTS = 1 << 17
 #: Backward: at most this many row chunks, each with a float64 partial bias gradient of N entries;
 #: a fixed split (not one per thread) keeps ``db`` independent of the thread count.
@@ -114,64 +112,68 @@ _fwd_identity, _fwd_relu, _fwd_tanh, _fwd_sigmoid, _fwd_gelu = (
 )
 
 
-@njit(parallel=True, cache=True)
-def _epilogue(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold, scale):
-    size = yf.size
-    if size == 0:
-        return
+@njit
+def _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt,
+                   offset, threshold, scale):
+    """Philox tile ``tile`` (blocks ``first + tile*TILE`` on) of the epilogue, all jobs in L1."""
     zero = yf.dtype.type(0)
     one = yf.dtype.type(1)
     dropping = threshold != _U(0)
-    first = s >> 2
-    last = (s + size - 1) >> 2
-    ntiles = (last - first + TILE) // TILE
-    for tile in prange(ntiles):
-        bits = np.empty(4 * TILE, dtype=np.uint64)
-        fb = first + tile * TILE
-        count = min(last + 1, fb + TILE) - fb
-        if dropping:
-            fill_bits(bits, fb, count, salt, offset, k0, k1)
-        lo = max(s, 4 * fb)
-        hi = min(s + size, 4 * (fb + count))
-        if has_bias:
-            i = lo
-            while i < hi:  # row by row, so the column index is a loop counter
-                c0 = i % n
-                stop = min(hi, i + n - c0)
-                row = yf[i - s : stop - s]
-                cols = b[c0 : c0 + stop - i]
-                for c in range(row.size):
-                    row[c] += cols[c]
-                i = stop
-        if want_z:
-            zf[lo - s : hi - s] = yf[lo - s : hi - s]
-        args = (yf[lo - s : hi - s], bits[lo - 4 * fb : hi - 4 * fb], dropping, threshold, scale,
-                zero, one)
-        if code == 0:
-            _fwd_identity(*args)
-        elif code == 1:
-            _fwd_relu(*args)
-        elif code == 2:
-            _fwd_tanh(*args)
-        elif code == 3:
-            _fwd_sigmoid(*args)
-        else:
-            _fwd_gelu(*args)
+    bits = np.empty(4 * TILE, dtype=np.uint64)
+    fb = first + tile * TILE
+    count = min(last + 1, fb + TILE) - fb
+    if dropping:
+        fill_bits(bits, fb, count, salt, offset, k0, k1)
+    lo = max(s, 4 * fb)
+    hi = min(s + yf.size, 4 * (fb + count))
+    if has_bias:
+        i = lo
+        while i < hi:  # row by row, so the column index is a loop counter
+            c0 = i % n
+            stop = min(hi, i + n - c0)
+            row = yf[i - s : stop - s]
+            cols = b[c0 : c0 + stop - i]
+            for c in range(row.size):
+                row[c] += cols[c]
+            i = stop
+    if want_z:
+        zf[lo - s : hi - s] = yf[lo - s : hi - s]
+    args = (yf[lo - s : hi - s], bits[lo - 4 * fb : hi - 4 * fb], dropping, threshold, scale,
+            zero, one)
+    if code == 0:
+        _fwd_identity(*args)
+    elif code == 1:
+        _fwd_relu(*args)
+    elif code == 2:
+        _fwd_tanh(*args)
+    elif code == 3:
+        _fwd_sigmoid(*args)
+    else:
+        _fwd_gelu(*args)
 
 
-@contextlib.contextmanager
-def _threads_for(size: int) -> Iterator[None]:
-    """One thread for a pass over fewer than ``SERIAL_ELEMENTS`` elements (results never depend
-    on it: tasks own fixed tiles or row chunks)."""
-    if size >= SERIAL_ELEMENTS:
-        yield
+@njit(parallel=True, cache=True)
+def _epilogue(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold, scale):
+    """The epilogue over ``yf`` (flat, its first element has flat index ``s``), by tiles."""
+    if yf.size == 0:
         return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    first, last = s >> 2, (s + yf.size - 1) >> 2
+    for tile in prange((last - first + TILE) // TILE):
+        _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt,
+                       offset, threshold, scale)
+
+
+@njit(cache=True)
+def _epilogue_serial(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold,
+                     scale):
+    """:func:`_epilogue` on the calling thread (a separate function: one Python function
+    compiled both ways would share one cache index)."""
+    if yf.size == 0:
+        return
+    first, last = s >> 2, (s + yf.size - 1) >> 2
+    for tile in range((last - first + TILE) // TILE):
+        _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt,
+                       offset, threshold, scale)
 
 
 def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, scale) -> None:
@@ -189,10 +191,10 @@ def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, sc
     if m == 0 or n == 0:
         return
     zf = z.reshape(-1) if z is not None else y[0, :0]
-    with _threads_for(m * n):
-        _epilogue(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None,
-                  z is not None, ACTIVATIONS.index(activation), 0, n,
-                  _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+    kernel = _epilogue if m * n >= SERIAL_ELEMENTS else _epilogue_serial
+    kernel(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None, z is not None,
+           ACTIVATIONS.index(activation), 0, n,
+           _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
 
 
 def _backward_span_of(deriv):
@@ -217,50 +219,68 @@ _bwd_identity, _bwd_relu, _bwd_tanh, _bwd_sigmoid, _bwd_gelu = (
 )
 
 
-@njit(parallel=True, cache=True)
-def _grad_preact(dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset, threshold,
-                 scale):
-    """``dz`` and the per-chunk column sums of ``dz`` (float64) in one pass."""
+@njit
+def _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
+                threshold, scale):
+    """Rows ``[chunk*rows, (chunk+1)*rows)``: their ``dz``, and its column sums into
+    ``partial[chunk]`` (float64)."""
     m = dyf.size // n
     zero = dyf.dtype.type(0)
     one = dyf.dtype.type(1)
     inverse = dyf.dtype.type(1 / scale) if scale != zero else zero
     dropping = threshold != _U(0)
+    acc = partial[chunk]
+    s = chunk * rows * n
+    e = min(m, (chunk + 1) * rows) * n
+    bits = np.empty(4 * TILE, dtype=np.uint64)
+    fb = s >> 2
+    last = (e - 1) >> 2
+    while fb <= last:
+        count = min(last + 1, fb + TILE) - fb
+        if dropping:
+            fill_bits(bits, fb, count, salt, offset, k0, k1)
+        lo = max(s, 4 * fb)
+        hi = min(e, 4 * (fb + count))
+        args = (dyf[lo:hi], yf[lo:hi], zf[lo:hi], dzf[lo:hi], bits[lo - 4 * fb : hi - 4 * fb],
+                dropping, threshold, scale, inverse, zero, one)
+        if code == 0:
+            _bwd_identity(*args)
+        elif code == 1:
+            _bwd_relu(*args)
+        elif code == 2:
+            _bwd_tanh(*args)
+        elif code == 3:
+            _bwd_sigmoid(*args)
+        else:
+            _bwd_gelu(*args)
+        i = lo
+        while i < hi:  # the bias gradient, row by row while dz is in L1
+            c0 = i % n
+            stop = min(hi, i + n - c0)
+            row = dzf[i:stop]
+            cols = acc[c0 : c0 + stop - i]
+            for c in range(row.size):
+                cols[c] += row[c]
+            i = stop
+        fb += count
+
+
+@njit(parallel=True, cache=True)
+def _grad_preact(dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset, threshold,
+                 scale):
+    """``dz`` and the per-chunk column sums of ``dz`` in one pass, chunks in parallel."""
     for chunk in prange(partial.shape[0]):
-        acc = partial[chunk]
-        s = chunk * rows * n
-        e = min(m, (chunk + 1) * rows) * n
-        bits = np.empty(4 * TILE, dtype=np.uint64)
-        fb = s >> 2
-        last = (e - 1) >> 2
-        while fb <= last:
-            count = min(last + 1, fb + TILE) - fb
-            if dropping:
-                fill_bits(bits, fb, count, salt, offset, k0, k1)
-            lo = max(s, 4 * fb)
-            hi = min(e, 4 * (fb + count))
-            args = (dyf[lo:hi], yf[lo:hi], zf[lo:hi], dzf[lo:hi], bits[lo - 4 * fb : hi - 4 * fb],
-                    dropping, threshold, scale, inverse, zero, one)
-            if code == 0:
-                _bwd_identity(*args)
-            elif code == 1:
-                _bwd_relu(*args)
-            elif code == 2:
-                _bwd_tanh(*args)
-            elif code == 3:
-                _bwd_sigmoid(*args)
-            else:
-                _bwd_gelu(*args)
-            i = lo
-            while i < hi:  # the bias gradient, row by row while dz is in L1
-                c0 = i % n
-                stop = min(hi, i + n - c0)
-                row = dzf[i:stop]
-                cols = acc[c0 : c0 + stop - i]
-                for c in range(row.size):
-                    cols[c] += row[c]
-                i = stop
-            fb += count
+        _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
+                    threshold, scale)
+
+
+@njit(cache=True)
+def _grad_preact_serial(dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
+                        threshold, scale):
+    """:func:`_grad_preact` on the calling thread."""
+    for chunk in range(partial.shape[0]):
+        _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
+                    threshold, scale)
 
 
 def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, scale):
@@ -279,7 +299,7 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
     dyf = np.ascontiguousarray(dy).reshape(-1)
     yf = np.ascontiguousarray(y).reshape(-1)
     zf = np.ascontiguousarray(z).reshape(-1) if z is not None else yf  # unread unless gelu
-    with _threads_for(m * n):
-        _grad_preact(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n,
-                     rows, _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+    kernel = _grad_preact if m * n >= SERIAL_ELEMENTS else _grad_preact_serial
+    kernel(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n, rows,
+           _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
     return dz @ W.T, x.T @ dz, partial.sum(axis=0).astype(dy.dtype)
