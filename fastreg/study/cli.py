@@ -38,9 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
 
-def main(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> int:
+def main(
+    args: argparse.Namespace, out: TextIO | None = None, progress: TextIO | None = None
+) -> int:
     """Run the study as ``args`` asks; returns the exit code (2: a missing optional package or
-    a bad argument)."""
+    a bad argument). ``out`` (the table) and ``progress`` default to stdout and stderr."""
+    out = sys.stdout if out is None else out
+    progress = sys.stderr if progress is None else progress
     from . import CONFIGS, config_by_name, run_study
     from .data import INSTALL_HINT
     from .report import PLOT_HINT, hyperparameter_table, results_table, write_outputs
