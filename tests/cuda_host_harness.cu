@@ -131,3 +131,38 @@ void fr_host_dc_relu_mean(const double *mean, const double *std, double *out, fr
 }
 
 }  // extern "C" (dropconnect)
+
+// ------------------------------------------------------------------------------------ dense
+extern "C" {
+
+#define FR_HOST_DENSE(SUFFIX, T)                                                                 \
+    void fr_host_dense_act_##SUFFIX(const T *v, T *out, fr_u64 n, int code, T scale) {           \
+        for (fr_u64 i = 0; i < n; ++i) out[i] = fr_dense_act_scaled(code, v[i], scale);          \
+    }                                                                                            \
+    void fr_host_dense_grad_##SUFFIX(const T *dy, const T *a, const T *z, T *out, fr_u64 n,      \
+                                     int code, T scale) {                                        \
+        for (fr_u64 i = 0; i < n; ++i) out[i] = fr_dense_grad(code, dy[i], a[i], z[i], scale);   \
+    }                                                                                            \
+    void fr_host_dense_forward_##SUFFIX(T *y, T *z, const T *b, fr_u64 n, fr_u64 N,              \
+                                        int has_bias, int want_z, int code, fr_u32 k0,           \
+                                        fr_u32 k1, fr_u32 salt, fr_u32 offset,                   \
+                                        fr_u64 threshold, T scale) {                             \
+        for (fr_u64 blk = (n + 3) >> 2; blk-- > 0;)                                              \
+            fr_dense_forward_block(y, z, b, n, N, has_bias, want_z, code, blk, k0, k1, salt,     \
+                                   offset, threshold, scale);                                    \
+    }                                                                                            \
+    void fr_host_dense_backward_##SUFFIX(const T *dy, const T *y, const T *z, T *dz,             \
+                                         double *partial, T *db, fr_u64 M, fr_u64 N,             \
+                                         fr_u64 rows, int code, fr_u32 k0, fr_u32 k1,            \
+                                         fr_u32 salt, fr_u32 offset, fr_u64 threshold, T scale,  \
+                                         T inverse) {                                            \
+        const fr_u64 chunks = (M + rows - 1) / rows;                                             \
+        for (fr_u64 item = chunks * ((N + 3) >> 2); item-- > 0;)                                 \
+            fr_dense_backward_item(dy, y, z, dz, partial, item, M, N, rows, code, k0, k1, salt,  \
+                                   offset, threshold, scale, inverse);                           \
+        for (fr_u64 c = N; c-- > 0;) fr_dense_db(partial, db, c, N, chunks);                     \
+    }
+FR_HOST_DENSE(f32, float)
+FR_HOST_DENSE(f64, double)
+
+}  // extern "C" (dense)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastreg._kernels import cuda_launch as cl
+from fastreg._kernels.dense import ACTIVATIONS as DENSE_ACTIVATIONS
+from fastreg._kernels.dense import ref_numpy as dense_ref
 from fastreg._kernels.dropconnect import ref_numpy as dropconnect_ref
 from fastreg._kernels.dropout import ref_numpy as dropout_ref
 from fastreg._kernels.philox import ref_numpy as philox_ref
@@ -37,7 +39,7 @@ ARCHS = ("sm_80", "sm_90")
 FAMILY_SOURCES = sorted(cl.KERNEL_DIR.glob("*/*.cu"))
 HARNESS = Path(__file__).with_name("cuda_host_harness.cu")
 #: Families whose device functions the host harness calls, in inclusion order.
-HOST_FAMILIES = ("philox", "dropout", "prox", "dropconnect")
+HOST_FAMILIES = ("philox", "dropout", "prox", "dropconnect", "dense")
 
 #: Kernels each family's gpu_cupy.py looks up; a renamed or missing entry point fails here.
 FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
@@ -51,6 +53,8 @@ ENTRY_POINTS = {
         for stage in ("forward", "dx", "dw", "dwsum", "relumean")
         for s in FLOAT_SUFFIXES
     },
+    "dense": {f"fastreg_dense_{stage}_{s}" for stage in ("forward", "backward", "db")
+              for s in FLOAT_SUFFIXES},
 }
 ENTRY_NAME = re.compile(r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|f32|f64|bool|u32)")
 
@@ -171,6 +175,16 @@ for _suffix, _ctype, _ptr_t in (("f32", ctypes.c_float, _F32P), ("f64", _f64, _F
         *[_ptr_t] * 6, *[_u64] * 5, _u32, _u32, _u32, _u32, _u64, _ctype, _u64, _int
     )
 _SIGNATURES["fr_host_dc_relu_mean"] = (_F64P, _F64P, _F64P, _u64)
+for _suffix, _ctype, _ptr_t in (("f32", ctypes.c_float, _F32P), ("f64", _f64, _F64P)):
+    _SIGNATURES[f"fr_host_dense_act_{_suffix}"] = (_ptr_t, _ptr_t, _u64, _int, _ctype)
+    _SIGNATURES[f"fr_host_dense_grad_{_suffix}"] = (*[_ptr_t] * 4, _u64, _int, _ctype)
+    _SIGNATURES[f"fr_host_dense_forward_{_suffix}"] = (
+        *[_ptr_t] * 3, _u64, _u64, _int, _int, _int, _u32, _u32, _u32, _u32, _u64, _ctype
+    )
+    _SIGNATURES[f"fr_host_dense_backward_{_suffix}"] = (
+        *[_ptr_t] * 4, _F64P, _ptr_t, _u64, _u64, _u64, _int, _u32, _u32, _u32, _u32, _u64,
+        _ctype, _ctype,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -420,8 +434,8 @@ def dry(monkeypatch, kernel_signatures):
     import types
 
     stub = types.ModuleType("cupy")
-    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "float16", "float32",
-                 "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
+    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "matmul", "float16",
+                 "float32", "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
         setattr(stub, name, getattr(np, name))
     monkeypatch.setitem(sys.modules, "cupy", stub)
     launches: list[str] = []
@@ -753,3 +767,170 @@ def test_dry_launch_dropconnect(dry, dtype):
     assert launches == [f"fastreg_dropconnect_{stage}_{suffix}"
                         for stage in ("forward", "forward", "dx", "dw", "dx", "dw", "dwsum",
                                       "relumean")]
+
+
+# ------------------------------------------------------------------------ dense: host and dry
+# The fused epilogues' bodies on the host, after a NumPy GEMM: the same GEMM bits the reference
+# twin starts from, so identity and relu (no transcendental) must agree bit for bit.
+
+DENSE_STREAM = (0xCAFEF00D, 0x12345678, 0, 6)
+#: Activations whose GPU formulas use no transcendental: bit-equal to NumPy.
+EXACT_ACTIVATIONS = ("identity", "relu")
+
+
+def _dense_special(shape, dtype, seed=0):
+    v = np.random.default_rng(seed).standard_normal(shape).astype(dtype) * dtype(3)
+    flat = v.reshape(-1)
+    flat[: min(flat.size, 6)] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0][: min(flat.size, 6)]
+    return v
+
+
+def _dense_compare(got, expected, activation):
+    if activation in EXACT_ACTIVATIONS:
+        assert got.tobytes() == expected.tobytes()
+    elif activation == "gelu":
+        # The reference rounds z / sqrt(2) to the dtype before its float64 erf; the kernels (and
+        # the Numba twin) widen z first: equal up to that rounding, relative to the magnitudes.
+        tol = 2e-6 if got.dtype == np.float32 else 1e-14
+        finite = np.isfinite(expected)
+        np.testing.assert_array_equal(got[~finite], expected[~finite])
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=tol,
+                                   atol=tol * float(np.abs(expected[finite]).max(initial=1.0)))
+    else:  # libm and CUDA transcendentals differ by an ulp or two
+        np.testing.assert_array_max_ulp(got, expected, maxulp=4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("activation", DENSE_ACTIVATIONS)
+def test_host_dense_element_functions_match_numpy(host, dtype, activation):
+    code = DENSE_ACTIVATIONS.index(activation)
+    suffix = cl.float_type(dtype).suffix
+    scale = dropout_scale(0.3, dtype)
+    v = _dense_special(1003, dtype)
+    out = np.empty_like(v)
+    getattr(host, f"fr_host_dense_act_{suffix}")(v, out, v.size, code, scale)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if activation == "gelu":  # evaluated in float64 and rounded once, as the CPU twins do
+            wide = dense_ref.activate(v.astype(np.float64), activation) * np.float64(scale)
+            expected = wide.astype(dtype)
+        else:
+            expected = dense_ref.activate(v, activation) * scale
+    _dense_compare(out, expected, activation)
+    # act' from a = act(z) (z for gelu), times dy * scale; finite inputs as the backward sees them
+    z = np.random.default_rng(1).standard_normal(1003).astype(dtype) * dtype(3)
+    a = dense_ref.activate(z, activation)
+    dy = np.random.default_rng(2).standard_normal(1003).astype(dtype)
+    grad = np.empty_like(z)
+    getattr(host, f"fr_host_dense_grad_{suffix}")(dy, a, z, grad, z.size, code, scale)
+    _dense_compare(grad, dy * scale * dense_ref.derivative(a, z, activation), activation)
+
+
+def _dense_host_forward(host, x, W, b, p, activation, want_z=True):
+    dtype = x.dtype
+    y = x @ W  # the GEMM the reference twin computes, same bits
+    m, n = y.shape
+    z = np.full_like(y, 7) if want_z else y
+    getattr(host, f"fr_host_dense_forward_{cl.float_type(dtype).suffix}")(
+        y, z, b if b is not None else y, m * n, n, int(b is not None), int(want_z),
+        DENSE_ACTIVATIONS.index(activation), *DENSE_STREAM, kernel_threshold(p),
+        dropout_scale(p, dtype))
+    return y, z
+
+
+def _dense_host_backward(host, dy, x, W, y, z, p, activation, rows):
+    dtype = dy.dtype
+    m, n = dy.shape
+    scale = dropout_scale(p, dtype)
+    inverse = dtype.type(1 / scale if scale else 0)
+    chunks = -(-m // rows)
+    dz = np.full_like(dy, 7)
+    partial = np.full((chunks, n), np.nan)
+    db = np.full(n, 7, dtype)
+    getattr(host, f"fr_host_dense_backward_{cl.float_type(dtype).suffix}")(
+        dy, y, z if z is not None else y, dz, partial, db, m, n, rows,
+        DENSE_ACTIVATIONS.index(activation), *DENSE_STREAM, kernel_threshold(p), scale, inverse)
+    return dz, db
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("activation", DENSE_ACTIVATIONS)
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (3, 7, 9), (37, 13, 5), (67, 33, 129)])
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_host_dense_epilogues_match_numpy(host, dtype, activation, m, k, n, p):
+    rng = np.random.default_rng(m * n)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    W = (rng.standard_normal((k, n)) / math.sqrt(k)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    dy = rng.standard_normal((m, n)).astype(dtype)
+    stream = (*DENSE_STREAM, kernel_threshold(p), dropout_scale(p, dtype))
+    y_ref, z_ref = np.empty((m, n), dtype), np.empty((m, n), dtype)
+    dense_ref.dense_forward(x, W, b, y_ref, z_ref, activation, *stream)
+    y, z = _dense_host_forward(host, x, W, b, p, activation)
+    assert z.tobytes() == z_ref.tobytes()
+    _dense_compare(y, y_ref, activation)
+    keep = dropout_ref.keep_mask(m * n, *DENSE_STREAM[:2], *DENSE_STREAM[2:],
+                                 kernel_threshold(p)).reshape(m, n)
+    assert not y[~keep].any() and not np.signbit(y[~keep]).any()  # dropped: exactly +0.0
+    dx_ref, dW_ref, db_ref = dense_ref.dense_backward(dy, x, W, y_ref, z_ref, activation, *stream)
+    dzs = set()
+    for rows in sorted({1, 3, m}):
+        dz, db = _dense_host_backward(host, dy, x, W, y_ref, z_ref, p, activation, rows)
+        dzs.add(dz.tobytes())
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        for got, want in ((db, db_ref), (dz @ W.T, dx_ref), (x.T @ dz, dW_ref)):
+            np.testing.assert_allclose(got, want, rtol=0,
+                                       atol=tol * max(1.0, float(np.abs(want).max())))
+        if activation in EXACT_ACTIVATIONS:
+            assert (dz @ W.T).tobytes() == dx_ref.tobytes()  # dz itself is bit-equal
+    assert len(dzs) == 1  # the row chunking never changes dz
+    if p == 1.0:
+        assert not y.any() and not dz.any()
+
+
+def test_host_dense_forward_without_bias_or_z(host):
+    x = np.random.default_rng(3).standard_normal((5, 6))
+    W = np.random.default_rng(4).standard_normal((6, 11))
+    y_ref = np.empty((5, 11))
+    dense_ref.dense_forward(x, W, None, y_ref, None, "relu", *DENSE_STREAM, kernel_threshold(0.5),
+                            dropout_scale(0.5, np.float64))
+    y, _ = _dense_host_forward(host, x, W, None, 0.5, "relu", want_z=False)
+    assert y.tobytes() == y_ref.tobytes()
+
+
+def test_backward_chunks_cover_the_rows(dry):
+    import_twin, _ = dry
+    twin = import_twin("dense")
+    for m, n in [(1, 1), (7, 3), (1000, 1), (4096, 1024), (10**6, 10), (3, 10**6)]:
+        chunks, rows = twin.backward_chunks(m, n)
+        assert chunks >= 1 and rows >= 1 and (chunks - 1) * rows < m <= chunks * rows
+        assert chunks * n <= twin.BACKWARD_ITEMS * 4 + n  # the float64 partials stay small
+
+
+@pytest.mark.parametrize("dtype", list(cl.FLOATS), ids=str)
+def test_dry_launch_dense(dry, dtype):
+    import_twin, launches = dry
+    twin = import_twin("dense")
+    stream = (1, 2, 0, 3, kernel_threshold(0.5), dropout_scale(0.5, dtype))
+    x, W, b = np.ones((5, 3), dtype), np.ones((3, 7), dtype), np.ones(7, dtype)
+    y, z = np.empty((5, 7), dtype), np.empty((5, 7), dtype)
+    twin.dense_forward(x, W, b, y, z, "gelu", *stream)
+    twin.dense_forward(x, W[:, ::-1], None, y, None, "relu", *stream)
+    dx, dW, db = twin.dense_backward(np.ones((5, 7), dtype)[:, ::-1], x, W, y, z, "gelu", *stream)
+    assert (dx.shape, dW.shape, db.shape) == ((5, 3), (3, 7), (7,))
+    assert dx.dtype == dW.dtype == db.dtype == dtype and dx.flags.c_contiguous
+    empty = twin.dense_backward(np.ones((0, 7), dtype), x[:0], W, y[:0], None, "relu", *stream)
+    assert not empty[1].any() and not empty[2].any()
+    suffix = cl.float_type(dtype).suffix
+    assert launches == [f"fastreg_dense_{stage}_{suffix}"
+                        for stage in ("forward", "forward", "backward", "db")]
+
+
+def test_gpu_dense_twin_offers_the_reference_functions(dry):
+    import inspect
+
+    import_twin, _ = dry
+    twin = import_twin("dense")
+    assert set(twin.__all__) == {"dense_forward", "dense_backward"}
+    for name in twin.__all__:
+        assert (inspect.signature(getattr(twin, name)).parameters.keys()
+                == inspect.signature(getattr(dense_ref, name)).parameters.keys())

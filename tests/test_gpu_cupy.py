@@ -456,3 +456,122 @@ def test_dropconnect_inference_matches_numpy():
         low = fastreg.dropconnect_inference(cp.asarray(x, dtype), cp.asarray(W, dtype), p=0.3)
         assert low.dtype == dtype
         _dc_close(low, ref.astype(dtype))
+
+
+# ------------------------------------------------------------------------------------ dense
+# The cupy twin against the numpy backend (checked against PyTorch autograd in
+# tests/test_dense.py). The backward reference is fed the GPU's own y and z, widened to float64,
+# so both sides differentiate the same forward.
+
+DENSE_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "gelu")
+#: (batch shape, K, N): 1x1x1, a 3-D batch, sizes not divisible by 4, rows straddling Philox
+#: blocks, and backward chunks of two rows (m * ceil(N/4) > BACKWARD_ITEMS).
+DENSE_SHAPES = [((1,), 1, 1), ((3, 5), 7, 9), ((37,), 13, 5), ((2,), 3, 130), ((67,), 33, 129),
+                ((4099,), 3, 70)]
+
+
+def _dense_inputs(batch, k, n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((*batch, k)).astype(dtype)
+    W = (rng.standard_normal((k, n)) / math.sqrt(k)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    return x, W, b, rng.standard_normal((*batch, n)).astype(dtype)
+
+
+def _dense_both(x, W, b, dy, **kw):
+    """``(gpu, cpu)``: forward (y, z) and backward (dx, dW, db) on cupy, and on numpy in float64
+    from the same inputs (and the GPU's y, z for the backward)."""
+    gx, gW, gb, gdy = (cp.asarray(a) for a in (x, W, b, dy))
+    y, z = fastreg.dense_dropout(gx, gW, gb, return_preact=True, **kw)
+    grads = fastreg.dense_dropout_backward(gdy, gx, gW, y, z=z, **kw)
+    wide = [a.astype(np.float64) for a in (x, W, b, dy)]
+    cpu_y, cpu_z = fastreg.dense_dropout(*wide[:3], return_preact=True, backend="numpy", **kw)
+    cpu_grads = fastreg.dense_dropout_backward(
+        wide[3], *wide[:2], _host(y).astype(np.float64), z=_host(z).astype(np.float64),
+        backend="numpy", **kw)
+    return (y, z, *grads), (cpu_y, cpu_z, *cpu_grads)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("activation", DENSE_ACTIVATIONS)
+@pytest.mark.parametrize(("batch", "k", "n"), DENSE_SHAPES, ids=str)
+def test_dense_matches_numpy(dtype, activation, batch, k, n):
+    x, W, b, dy = _dense_inputs(batch, k, n, dtype)
+    kw = dict(p=0.3, seed=12345, offset=6, activation=activation)
+    gpu, cpu = _dense_both(x, W, b, dy, **kw)
+    for got, want in zip(gpu, cpu, strict=True):
+        assert got.dtype == dtype and got.shape == want.shape
+        _dc_close(got, want)
+    keep = fastreg.dropout_mask((*batch, n), 0.3, seed=12345, offset=6, backend="numpy")
+    y = _host(gpu[0])
+    assert not y[~keep].any() and not np.signbit(y[~keep]).any()
+
+
+def test_dense_identity_mask_exact(launch):
+    x, W, b, _ = _dense_inputs((50,), 20, 70, np.float64, seed=1)
+    y = fastreg.dense_dropout(cp.asarray(x), cp.asarray(W), cp.asarray(b), p=0.5, seed=3,
+                              activation="identity")
+    keep = fastreg.dropout_mask((50, 70), 0.5, seed=3, backend="numpy")
+    np.testing.assert_array_equal(_host(y) != 0, keep)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_dense_independent_of_launch(dtype, activation):
+    x, W, b, dy = (cp.asarray(a) for a in _dense_inputs((301,), 17, 139, dtype, seed=5))
+    kw = dict(p=0.3, seed=7, activation=activation)
+    results = set()
+    for config in LAUNCHES:
+        with cl.launch_config(*config):
+            y, z = fastreg.dense_dropout(x, W, b, return_preact=True, **kw)
+            grads = fastreg.dense_dropout_backward(dy, x, W, y, z=z, **kw)
+        results.add(b"".join(_host(a).tobytes() for a in (y, z, *grads)))
+    assert len(results) == 1
+
+
+def test_dense_layouts():
+    x, W, b, dy = _dense_inputs((6, 7), 11, 13, np.float64, seed=3)
+    kw = dict(p=0.3, seed=1, activation="gelu")
+    gpu, _ = _dense_both(x, W, b, dy, **kw)
+
+    def strided(a):
+        padded = cp.zeros(tuple(2 * s for s in a.shape))
+        view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
+        view[...] = cp.asarray(a)
+        return view
+
+    for change in (lambda a: cp.asfortranarray(cp.asarray(a)), strided):
+        y, z = fastreg.dense_dropout(change(x), change(W), change(b), return_preact=True, **kw)
+        grads = fastreg.dense_dropout_backward(change(dy), change(x), change(W), change(_host(y)),
+                                               z=change(_host(z)), **kw)
+        for got, want in zip((y, z, *grads), gpu, strict=True):
+            assert got.flags.c_contiguous
+            np.testing.assert_allclose(_host(got), _host(want), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_dense_training_false_p0_p1_and_nan(dtype):
+    x, W, b, dy = (cp.asarray(a) for a in _dense_inputs((9,), 5, 6, dtype, seed=4))
+    kw = dict(seed=2, activation="sigmoid")
+    plain = fastreg.dense_dropout(x, W, b, p=0.7, training=False, **kw)
+    y0 = fastreg.dense_dropout(x, W, b, p=0.0, **kw)
+    np.testing.assert_array_equal(_host(y0), _host(plain))
+    y1 = fastreg.dense_dropout(x, W, b, p=1.0, **kw)
+    assert not y1.any() and not np.signbit(_host(y1)).any()
+    for grad in fastreg.dense_dropout_backward(dy, x, W, y1, p=1.0, **kw):
+        assert not grad.any()
+    nan_x = cp.asarray(np.array([[np.nan, 1.0]], dtype))
+    y = fastreg.dense_dropout(nan_x, cp.ones((2, 64), dtype), p=0.5, seed=1, activation="identity")
+    keep = fastreg.dropout_mask((1, 64), 0.5, seed=1, backend="numpy")
+    assert np.isnan(_host(y)[keep]).all() and not _host(y)[~keep].any()
+
+
+def test_dense_empty():
+    x, W, b, _ = (cp.asarray(a) for a in _dense_inputs((0,), 4, 3, np.float32))
+    y = fastreg.dense_dropout(x, W, b, p=0.3, seed=1)
+    assert y.shape == (0, 3)
+    dx, dW, db = fastreg.dense_dropout_backward(y, x, W, y, p=0.3, seed=1)
+    assert dx.shape == (0, 4) and not dW.any() and dW.shape == (4, 3) and not db.any()
+    x0, W0 = cp.ones((5, 0), np.float32), cp.ones((0, 3), np.float32)
+    y = fastreg.dense_dropout(x0, W0, cp.ones(3, np.float32), p=0.0, seed=1, activation="identity")
+    np.testing.assert_array_equal(_host(y), np.ones((5, 3), np.float32))
