@@ -1,0 +1,115 @@
+"""Benchmark case of the PyTorch integration (issue 8): one training step of a small MLP.
+
+The model is the one of ``examples/digits_mlp.py`` with a plain ``nn.Linear`` head on both
+sides: 64 inputs (8x8 digits) -> 256 -> 256 (ReLU, dropout p=0.2) -> 10 classes, a batch of 512,
+cross-entropy loss. A contender is one full step: ``zero_grad``, forward, backward, optimizer
+step, on CPU float32 tensors.
+
+- ``fastreg``: ``fastreg.torch.DenseDropout`` x2 (GEMM + one fused bias/ReLU/dropout pass; the
+  backward regenerates the mask) + ``nn.Linear`` head, ``fastreg.torch.ProxSGD(momentum,
+  l2=weight_decay/2)`` (the proximal counterpart of the peer's decay: one pass, no extra term).
+- ``torch`` (the peer): ``nn.Linear`` + ``nn.ReLU`` + ``nn.Dropout`` x2 + ``nn.Linear``,
+  ``torch.optim.SGD(momentum, weight_decay)``: what a PyTorch user writes.
+- ``gemm`` (the limit): the step's GEMMs alone (forward, ``dx`` and ``dW`` of each layer) through
+  NumPy's BLAS, as the fastreg kernels call them: what no implementation of the step avoids.
+
+Both models start from the same weights (``torch.manual_seed``) and train on the same batch;
+each contender keeps training its own copy from round to round.
+
+Without PyTorch the table has no case of this family.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import _backends
+from .cases import Case
+
+_BATCH, _IN, _HIDDEN, _CLASSES = 512, 64, 256, 10
+_P, _LR, _MOMENTUM, _WEIGHT_DECAY = 0.2, 0.01, 0.9, 1e-4
+
+
+def _layer_shapes() -> list[tuple[int, int]]:
+    return [(_IN, _HIDDEN), (_HIDDEN, _HIDDEN), (_HIDDEN, _CLASSES)]
+
+
+def _gemm_limit() -> Callable[[], Any]:
+    rng = np.random.default_rng(0)
+    layers = []
+    for k, n in _layer_shapes():
+        x = rng.standard_normal((_BATCH, k), dtype=np.float32)
+        W = rng.standard_normal((k, n), dtype=np.float32)
+        dz = rng.standard_normal((_BATCH, n), dtype=np.float32)
+        layers.append((x, W, dz))
+
+    def gemms() -> Any:
+        return [(x @ W, dz @ W.T, x.T @ dz) for x, W, dz in layers]
+
+    return gemms
+
+
+def _setup(backend: str) -> dict[str, Callable[[], Any]]:
+    import torch
+    from torch import nn
+
+    from .. import torch as ft
+
+    torch.manual_seed(0)
+    x = torch.randn(_BATCH, _IN)
+    target = torch.randint(0, _CLASSES, (_BATCH,))
+    (k0, h), (_, h2), (_, c) = _layer_shapes()
+
+    torch.manual_seed(1)
+    ours = nn.Sequential(ft.DenseDropout(k0, h, p=_P), ft.DenseDropout(h, h2, p=_P),
+                         nn.Linear(h2, c))
+    torch.manual_seed(1)
+    theirs = nn.Sequential(nn.Linear(k0, h), nn.ReLU(), nn.Dropout(_P), nn.Linear(h, h2),
+                           nn.ReLU(), nn.Dropout(_P), nn.Linear(h2, c))
+    our_opt = ft.ProxSGD(ours.parameters(), lr=_LR, momentum=_MOMENTUM, l2=_WEIGHT_DECAY / 2)
+    their_opt = torch.optim.SGD(theirs.parameters(), lr=_LR, momentum=_MOMENTUM,
+                                weight_decay=_WEIGHT_DECAY)
+
+    def step(model: Any, opt: Any) -> Callable[[], Any]:
+        def run() -> Any:
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return run
+
+    fastreg_step = step(ours, our_opt)
+
+    def fastreg_contender() -> Any:
+        with _backends.use_backend(backend):
+            return fastreg_step()
+
+    return {"fastreg": fastreg_contender, "torch": step(theirs, their_opt),
+            "gemm": _gemm_limit()}
+
+
+def _flops() -> int:
+    return 3 * 2 * _BATCH * sum(k * n for k, n in _layer_shapes())
+
+
+CASES: list[Case] = (
+    [
+        Case(
+            name=f"torch MLP train step {_BATCH}x{_IN}->{_HIDDEN}->{_HIDDEN}->{_CLASSES} f32",
+            family="torch",
+            setup=_setup,
+            limit="gemm",
+            peers=("torch",),
+            flops=_flops(),
+            goals={"torch": 1.5},
+        )
+    ]
+    if importlib.util.find_spec("torch") is not None
+    else []
+)
