@@ -50,7 +50,7 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
                 peers.append(peer)
     height = max(3.0, 0.42 * len(results) * max(1, len(peers)) ** 0.5 + 1.6)
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(13, height), sharey=True, gridspec_kw={"width_ratios": (3, 2)}
+        1, 2, figsize=(14, height), sharey=True, gridspec_kw={"width_ratios": (3, 2)}
     )
     rows = range(len(results))
     bar = 0.8 / max(1, len(peers))
@@ -61,13 +61,16 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
             if peer in r.get("speedups", {}):
                 ys.append(i - 0.4 + bar * (j + 0.5))
                 xs.append(r["speedups"][peer])
-        left.barh(ys, xs, height=bar * 0.9, color=color, label=f"vs {peer}")
+        # Bars grow from 1x (parity): right when fastreg is faster, left when it is slower.
+        widths = [x - 1.0 for x in xs]
+        left.barh(ys, widths, left=1.0, height=bar * 0.9, color=color, label=f"vs {peer}")
         for y, x in zip(ys, xs, strict=True):
             left.annotate(
                 f"{x:.2g}x",
                 (x, y),
-                xytext=(3, 0),
+                xytext=(3 if x >= 1.0 else -3, 0),
                 textcoords="offset points",
+                ha="left" if x >= 1.0 else "right",
                 va="center",
                 fontsize=7,
             )
@@ -84,10 +87,13 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
                     )
     left.axvline(1.0, color="black", linewidth=0.8)
     left.set_xscale("log")
+    ratios = [x for r in results for x in r.get("speedups", {}).values()] or [1.0]
+    targets = [g["target"] for r in results for g in r.get("goals", []) if g["kind"] == "speedup"]
+    left.set_xlim(min([0.5, *ratios]) * 0.8, max([2.0, *ratios, *targets]) * 1.6)
     left.set_xlabel("fastreg speed-up (peer time / fastreg time; >1 is faster)")
     left.set_title("Speed-up vs peers (ticks: goals, green met / red missed)", fontsize=10)
     if peers:
-        left.legend(fontsize=8, loc="lower right")
+        left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=len(peers))
     left.grid(True, axis="x", which="both", alpha=0.3)
 
     percents = [r.get("percent_of_limit") for r in results]
@@ -112,10 +118,8 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
     top = max([p for p in percents if p is not None] + [100.0])
     right.set_xlim(0, top * 1.3)
     right.axvline(100.0, color="black", linewidth=0.8)
-    right.set_xlabel("% of the machine limit (limit time / fastreg time)")
-    right.set_title(
-        "Fraction of the machine limit (copy of the same bytes / bare GEMM)", fontsize=10
-    )
+    right.set_xlabel("limit time / fastreg time, % (limit: copy of the same bytes, or GEMM)")
+    right.set_title("% of the machine limit (ticks: goals)", fontsize=10)
     right.grid(True, axis="x", alpha=0.3)
     left.set_yticks(list(rows), names, fontsize=8)
     left.invert_yaxis()
