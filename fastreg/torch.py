@@ -583,6 +583,16 @@ def _apply_constraints(group: dict[str, Any], params: list[torch.Tensor]) -> Non
         max_norm_(weights, max_norm=group["max_norm"], axis=group["axis"])
 
 
+def _mark_written(params: list[torch.Tensor]) -> None:
+    """Bump the parameters' version counters, as PyTorch's in-place ops do: the update wrote
+    their storage through array views, and autograd must refuse graphs that saved the old
+    values (the error ``torch.optim`` gives)."""
+    increment_version = getattr(torch.autograd.graph, "increment_version", None)
+    if increment_version is not None:  # torch >= 2.2
+        for p in params:
+            increment_version(p)
+
+
 def _run_closure(closure: Callable[[], Any] | None) -> Any:
     if closure is None:
         return None
@@ -677,6 +687,7 @@ class ProxSGD(torch.optim.Optimizer):
                         buf=bufs if momentum > 0.0 else None,
                     )
                     _apply_constraints(group, params)
+                _mark_written(params)
         return loss
 
 
@@ -758,4 +769,5 @@ class ProxAdamW(torch.optim.Optimizer):
                             weight_decay=group["weight_decay"],
                         )
                     _apply_constraints(group, params)
+                _mark_written(params)
         return loss

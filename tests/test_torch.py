@@ -424,6 +424,17 @@ def test_group_lasso_and_max_norm_on_rows(cls):
     assert torch.equal(bias.detach(), torch.full((3,), 0.01, dtype=F64))  # biases skipped
 
 
+@pytest.mark.parametrize("cls", [ft.ProxSGD, ft.ProxAdamW])
+def test_step_is_visible_to_autograd(cls):
+    """Like torch.optim: a graph that saved the old weights refuses to backpropagate."""
+    w = nn.Parameter(torch.ones(3, dtype=F64))
+    w.grad = torch.ones(3, dtype=F64)
+    stale = (w * w).sum()
+    cls([w], lr=0.1).step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()
+
+
 def test_optimizer_argument_errors():
     w = [nn.Parameter(torch.zeros(2))]
     with pytest.raises(ValueError, match="lr"):
