@@ -1,1 +1,1 @@
-"""Kernel twins, installed as ``fastreg._kernels``: one folder per op family (numpy, numba, cupy)."""
+"""Kernel twins, installed as ``fastreg._kernels``: a folder per op family, a twin per backend."""
