@@ -15,6 +15,9 @@ from numba import njit, prange
 from ..philox.cpu_numba import fill_bits
 from . import ACTIVATIONS
 
+#: The twin interface (the same in every backend's dense twin).
+__all__ = ["dense_backward", "dense_forward"]
+
 _U = np.uint64
 #: Philox blocks per tile: the bits of a tile (4*TILE uint64, 16 KiB) stay in L1.
 TILE = 512

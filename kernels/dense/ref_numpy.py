@@ -14,6 +14,9 @@ import numpy as np
 
 from ..dropout.ref_numpy import keep_mask
 
+#: The twin interface (the same in every backend's dense twin).
+__all__ = ["dense_backward", "dense_forward"]
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
