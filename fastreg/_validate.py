@@ -7,6 +7,7 @@ calls all its checks first modifies nothing when any of them fails.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Sequence
@@ -188,10 +189,7 @@ def check_layer(x: Any, W: Any, b: Any = None) -> tuple[int, int, int]:
     check_shape_equal(W, "W", (k, n), "(K, N) with K = x.shape[-1]")
     if b is not None:
         check_shape_equal(b, "b", (n,), "(N,) with N = W.shape[1]")
-    m = 1
-    for d in x.shape[:-1]:
-        m *= d
-    return m, k, n
+    return math.prod(x.shape[:-1]), k, n
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, kind: str) -> Any:

@@ -7,7 +7,6 @@ offset=offset)`` bit for bit and the backward pass regenerates it from ``(seed, 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from . import _backends
@@ -16,6 +15,7 @@ from ._validate import (
     check_array,
     check_bool,
     check_choice,
+    check_layer,
     check_offset,
     check_probability,
     check_required,
@@ -25,20 +25,6 @@ from ._validate import (
 from .random import SALT_DROPOUT, derive_key, dropout_scale, kernel_threshold
 
 __all__ = ["dense_dropout", "dense_dropout_backward"]
-
-
-def _check_layer(x: Any, W: Any, b: Any) -> tuple[int, int, int]:
-    """Shapes and dtypes of ``x (..., K)``, ``W (K, N)``, ``b (N,)``; returns ``(M, K, N)``."""
-    check_array(x, "x", ndim_min=1)
-    check_array(W, "W", ndim=2)
-    if b is not None:
-        check_array(b, "b", ndim=1)
-    check_same_dtype(x=x, W=W, b=b)
-    k, n = x.shape[-1], W.shape[1]
-    check_shape_equal(W, "W", (k, n), "(K, N) with K = x.shape[-1]")
-    if b is not None:
-        check_shape_equal(b, "b", (n,), "(N,) with N = W.shape[1]")
-    return math.prod(x.shape[:-1]), k, n
 
 
 def dense_dropout(
@@ -93,7 +79,7 @@ def dense_dropout(
     >>> bool(np.array_equal(y, np.where(keep, 6.0, 0.0)))
     True
     """
-    m, k, n = _check_layer(x, W, b)
+    m, k, n = check_layer(x, W, b)
     p = check_probability(p)
     k0, k1 = derive_key(seed)
     offset = check_offset(offset)
@@ -166,7 +152,7 @@ def dense_dropout_backward(
     >>> bool(np.array_equal(db, (y != 0).sum(axis=0) * 2.0))
     True
     """
-    m, k, n = _check_layer(x, W, None)
+    m, k, n = check_layer(x, W, None)
     shape = (*x.shape[:-1], n)
     what = "the forward output's shape x.shape[:-1] + (N,)"
     check_array(dy, "dy")
