@@ -56,10 +56,10 @@ def test_random_bits_twin_with_ragged_ends(n, start):
     )
 
 
-@pytest.mark.parametrize("n", [1, 3, 2047, 2048, 2049, 65535, 65536, 65537, 200003])
+@pytest.mark.parametrize("n", [1, 3, 2049, 8191, 8192, 8193, 65535, 65536, 65537, 600003])
 @pytest.mark.parametrize("seed", [5, 2**32 + 9, 2**64 - 1])
 def test_dropout_and_mask_at_tile_and_task_edges(n, seed):
-    # 2048 elements per tile, 65536 per parallel task: both edges and their neighbours
+    # 8192 elements per tile, at most 65536 per parallel task: both edges and their neighbours
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     keep = fastreg.random_bits((n,), seed=seed, offset=1, backend="numpy") >= np.uint32(2**31)
     y = fastreg.dropout(x, 0.5, seed=seed, offset=1, backend="numba")

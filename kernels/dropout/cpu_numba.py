@@ -21,11 +21,13 @@ from ..philox.constants import MASK32, SALT_GAUSSIAN
 from ..philox.cpu_numba import box_muller, fill_words
 
 _U = np.uint64
-#: Philox blocks per tile: 2048 words (8 KiB) plus the matching x and out slices fit in L1.
-TILE = 512
-#: Tiles per parallel task at most: 64k elements, so a 4M-element array is 64 tasks and each
-#: task amortizes its tile allocation.
-TILES_PER_TASK = 32
+#: Philox blocks per tile: 8192 words (32 KiB). Measured dropout 4M f32 on 2 threads: 0.51 ns
+#: per element with 512-block tiles, 0.49 with 1024, 0.48 with 2048 (fewer calls per element;
+#: the words stay in L1/L2 between the fill and the select).
+TILE = 2048
+#: Tiles per parallel task at most: 64k elements, so a 4M-element array is 64 tasks (even halves
+#: for the two threads, and a busy core can fall behind without stalling the other for long).
+TILES_PER_TASK = 8
 #: Smaller arrays are still cut into this many tasks, so a 64k-element array uses both cores.
 MIN_TASKS = 8
 
