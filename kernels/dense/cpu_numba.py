@@ -12,14 +12,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..philox.cpu_numba import fill_bits
+from ..philox.cpu_numba import fill_words
 from . import ACTIVATIONS
 
 #: The twin interface (the same in every backend's dense twin).
 __all__ = ["dense_backward", "dense_forward"]
 
 _U = np.uint64
-#: Philox blocks per tile: the bits of a tile (4*TILE uint64, 16 KiB) stay in L1.
+_MASK32 = 0xFFFFFFFF
+#: Philox blocks per tile: the words of a tile (4*TILE uint32, 8 KiB) stay in L1.
 TILE = 512
 #: Outputs smaller than this run their pass on the calling thread: single-threaded the pass
 #: costs ~1.6 ns/element (MNIST's 128x500 layer: 0.10 ms), while a parallel launch costs ~32 us
@@ -121,12 +122,12 @@ def _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k
     """Philox tile ``tile`` (blocks ``first + tile*TILE`` on) of the epilogue, all jobs in L1."""
     zero = yf.dtype.type(0)
     one = yf.dtype.type(1)
-    dropping = threshold != _U(0)
-    bits = np.empty(4 * TILE, dtype=np.uint64)
+    dropping = threshold != np.uint32(0)
+    bits = np.empty(4 * TILE, dtype=np.uint32)
     fb = first + tile * TILE
     count = min(last + 1, fb + TILE) - fb
     if dropping:
-        fill_bits(bits, fb, count, salt, offset, k0, k1)
+        fill_words(bits, fb, count, salt, offset, k0, k1)
     lo = max(s, 4 * fb)
     hi = min(s + yf.size, 4 * (fb + count))
     if has_bias:
@@ -193,11 +194,16 @@ def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, sc
     np.matmul(x, W, out=y)
     if m == 0 or n == 0:
         return
+    drop_all = threshold > _MASK32  # p == 1: no 32-bit word reaches 2**32
     zf = z.reshape(-1) if z is not None else y[0, :0]
     kernel = _epilogue if m * n >= SERIAL_ELEMENTS else _epilogue_serial
+    # uint32 words and threshold: the select compares 8 words per AVX2 instruction, and
+    # fill_words draws them 25% faster than 64-bit tiles (0.64 against 0.88 ns per word).
     kernel(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None, z is not None,
            ACTIVATIONS.index(activation), 0, n,
-           _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+           _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(0 if drop_all else threshold), scale)
+    if drop_all:
+        y.fill(0)
 
 
 def _backward_span_of(deriv):
@@ -231,17 +237,17 @@ def _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, o
     zero = dyf.dtype.type(0)
     one = dyf.dtype.type(1)
     inverse = dyf.dtype.type(1 / scale) if scale != zero else zero
-    dropping = threshold != _U(0)
+    dropping = threshold != np.uint32(0)
     acc = partial[chunk]
     s = chunk * rows * n
     e = min(m, (chunk + 1) * rows) * n
-    bits = np.empty(4 * TILE, dtype=np.uint64)
+    bits = np.empty(4 * TILE, dtype=np.uint32)
     fb = s >> 2
     last = (e - 1) >> 2
     while fb <= last:
         count = min(last + 1, fb + TILE) - fb
         if dropping:
-            fill_bits(bits, fb, count, salt, offset, k0, k1)
+            fill_words(bits, fb, count, salt, offset, k0, k1)
         lo = max(s, 4 * fb)
         hi = min(e, 4 * (fb + count))
         args = (dyf[lo:hi], yf[lo:hi], zf[lo:hi], dzf[lo:hi], bits[lo - 4 * fb : hi - 4 * fb],
@@ -295,7 +301,9 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
     the output's size besides the returned gradients."""
     m, n = dy.shape
     dz = np.empty_like(dy, order="C")
-    if m == 0 or n == 0:
+    if threshold > _MASK32:  # p == 1: every element was dropped, so every gradient is zero
+        dz.fill(0)
+    if m == 0 or n == 0 or threshold > _MASK32:
         return dz @ W.T, x.T @ dz, np.zeros(n, dtype=dy.dtype)
     rows = max(-(-m // MAX_CHUNKS), -(-MIN_CHUNK_ELEMENTS // n))
     partial = np.zeros((-(-m // rows), n), dtype=np.float64)
@@ -304,5 +312,5 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
     zf = np.ascontiguousarray(z).reshape(-1) if z is not None else yf  # unread unless gelu
     kernel = _grad_preact if m * n >= SERIAL_ELEMENTS else _grad_preact_serial
     kernel(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n, rows,
-           _U(k0), _U(k1), _U(salt), _U(offset), _U(threshold), scale)
+           _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
     return dz @ W.T, x.T @ dz, partial.sum(axis=0).astype(dy.dtype)
