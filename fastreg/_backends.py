@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "array_kind",
     "array_module",
@@ -119,6 +121,8 @@ def use_backend(name: str) -> Iterator[str]:
 
 def array_kind(array: Any) -> str:
     """``"cupy"`` for a CuPy array, ``"numpy"`` otherwise (checked without importing CuPy)."""
+    if isinstance(array, np.ndarray):  # the common case, without string work
+        return "numpy"
     return "cupy" if type(array).__module__.split(".")[0] == "cupy" else "numpy"
 
 
@@ -178,11 +182,23 @@ def resolve(backend: str | None, *arrays: Any) -> str:
     return name
 
 
+# Modules already imported, by name: ``importlib.import_module`` costs ~4 us a call, a third of
+# a small op's whole Python overhead (measured on a 1x4 @ 4x4 dense_dropout, 27 us in all).
+_modules: dict[str, ModuleType] = {}
+
+
+def _import(path: str) -> ModuleType:
+    module = _modules.get(path)
+    if module is None:
+        module = _modules[path] = importlib.import_module(path)
+    return module
+
+
 def twin(family: str, name: str) -> ModuleType:
     """The twin module of op ``family`` for backend ``name`` (imported on first use)."""
-    return importlib.import_module(f"fastreg._kernels.{family}.{_REGISTRY[name].twin_module}")
+    return _import(f"fastreg._kernels.{family}.{_REGISTRY[name].twin_module}")
 
 
 def array_module(name: str) -> ModuleType:
     """``numpy`` or ``cupy``: the array library backend ``name`` computes with."""
-    return importlib.import_module(_REGISTRY[name].array_kind)
+    return _import(_REGISTRY[name].array_kind)
