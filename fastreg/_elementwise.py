@@ -15,7 +15,13 @@ from typing import Any
 def run_flat(
     xp: ModuleType, x: Any, out: Any | None, kernel: Callable[..., None], *args: Any
 ) -> Any:
-    """``kernel(x_flat, out_flat, *args)`` on C-ordered views; returns ``out`` or a new array."""
+    """``kernel(x_flat, out_flat, *args)`` on C-ordered views; returns ``out`` or a new array.
+
+    ``out`` may be ``x`` itself (in place); an ``out`` that overlaps ``x`` any other way is
+    written from a copy of ``x``, as NumPy does, since parallel tiles would read overwritten
+    values."""
+    if out is not None and out is not x and xp.may_share_memory(x, out):
+        x = x.copy()
     source = xp.ascontiguousarray(x).reshape(-1)
     if out is not None and out.flags.c_contiguous:
         kernel(source, out.reshape(-1), *args)

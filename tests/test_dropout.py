@@ -73,6 +73,17 @@ def test_out_of_any_layout_and_in_place(backend, dtype):
     np.testing.assert_array_equal(in_place, expected)
 
 
+def test_overlapping_out_reads_the_input_before_writing(backend):
+    x = np.arange(1.0, 40_002.0)
+    expected = fastreg.dropout(x[:-1].copy(), 0.5, seed=3, backend="numpy")
+    shifted = fastreg.dropout(x[:-1], 0.5, seed=3, out=x[1:], backend=backend)
+    np.testing.assert_array_equal(shifted, expected)
+    a = np.arange(1.0, 40_001.0)
+    view = a[:]  # the same memory through another view object
+    np.testing.assert_array_equal(fastreg.dropout(a, 0.5, seed=3, out=view, backend=backend),
+                                  fastreg.dropout(np.arange(1.0, 40_001.0), 0.5, seed=3))
+
+
 def test_dropped_nan_and_inf_become_plus_zero(backend, dtype):
     x = np.array([np.nan, np.inf, -np.inf, -1.0] * 50, dtype)
     y = fastreg.dropout(x, 0.5, seed=1, backend=backend)

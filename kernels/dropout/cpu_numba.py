@@ -47,6 +47,16 @@ def _select(x, out, bits, threshold, scale):
 
 
 @njit(cache=True)
+def _select_in_place(a, bits, threshold, scale):
+    # One array: with x and out the same memory, LLVM's runtime overlap check sends _select to
+    # its scalar loop (6.5 vs 0.5 ms for 1M float32); this form has nothing to alias.
+    zero = a.dtype.type(0)
+    for t in range(a.size):
+        v = a[t] * scale
+        a[t] = v if bits[t] >= threshold else zero
+
+
+@njit(cache=True)
 def _compare(out, bits, threshold):
     for t in range(out.size):
         out[t] = bits[t] >= threshold
@@ -79,7 +89,7 @@ def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) 
 
 
 @njit(parallel=True, cache=True)
-def _dropout_apply(x, out, k0, k1, salt, offset, threshold, scale):
+def _dropout_apply(x, out, in_place, k0, k1, salt, offset, threshold, scale):
     n = x.size
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
@@ -94,7 +104,10 @@ def _dropout_apply(x, out, k0, k1, salt, offset, threshold, scale):
             m = min(4 * count, n - base)
             # Slices, not base + t indexing: their indices are provably non-negative, so Numba's
             # wraparound branch folds away and the loop vectorizes (0.36 vs 4.7 ns/element).
-            _select(x[base : base + m], out[base : base + m], bits[:m], threshold, scale)
+            if in_place:
+                _select_in_place(out[base : base + m], bits[:m], threshold, scale)
+            else:
+                _select(x[base : base + m], out[base : base + m], bits[:m], threshold, scale)
 
 
 def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
@@ -103,7 +116,10 @@ def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
         out[...] = 0
         return
     # uint32 threshold: the select compares 8 words per AVX2 instruction instead of 4.
-    _dropout_apply(x, out, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
+    in_place = x.ctypes.data == out.ctypes.data  # the API reads partial overlaps from a copy
+    _dropout_apply(
+        x, out, in_place, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale
+    )
 
 
 # error_model="numpy": Box-Muller's division cannot be by zero, and the "python" model's check
