@@ -118,7 +118,9 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
     top = max([p for p in percents if p is not None] + [100.0])
     right.set_xlim(0, top * 1.3)
     right.axvline(100.0, color="black", linewidth=0.8)
-    right.set_xlabel("limit time / fastreg time, % (limit: copy of the same bytes, or GEMM)")
+    right.set_xlabel(
+        "limit time / fastreg time, %\n(limit: a copy of the same bytes, or the bare GEMM)"
+    )
     right.set_title("% of the machine limit (ticks: goals)", fontsize=10)
     right.grid(True, axis="x", alpha=0.3)
     left.set_yticks(list(rows), names, fontsize=8)
