@@ -32,21 +32,6 @@ def test_fill_words_is_the_reference_stream(key, first_block, count):
     assert (words[4 * count :] == 0xDEADBEEF).all(), "fill_words wrote past 4*count"
 
 
-@pytest.mark.parametrize("dtype", [np.uint64, np.uint32])
-@pytest.mark.parametrize("first_block", [3, 2**32 - 2, 2**40 + 1])
-def test_fill_bits_keeps_its_layout(dtype, first_block):
-    from numba import njit
-
-    @njit
-    def fill(bits, first, count, salt, offset, k0, k1):
-        cpu_numba.fill_bits(bits, first, count, salt, offset, k0, k1)
-
-    bits = np.zeros(4 * 9, dtype=dtype)
-    fill(bits, first_block, 9, _U(1), _U(5), _U(11), _U(12))
-    expected = reference.random_bits(36, 11, 12, 1, 5, start=4 * first_block)
-    np.testing.assert_array_equal(bits, expected.astype(dtype))
-
-
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 65535, 65536 * 4 + 7])
 @pytest.mark.parametrize("start", [0, 1, 2, 3, 4, 4 * (2**32 - 2) + 1])
 def test_random_bits_twin_with_ragged_ends(n, start):

@@ -9,9 +9,10 @@ does for free, and once at the end. That saves two ``vpand`` per round. Every li
 in RNG code.
 
 Measured on the 2-core AVX2 EPYC (Zen 3, 3.2 GHz), one thread: ``fill_words`` 0.64 ns per 32-bit
-word (``fill_bits`` 0.88), 179 instructions per 8 blocks at ~2.8 per cycle; the vector-ALU bound
-of this formulation (8 ops per round per 4 blocks, 4 pipes) would be ~0.4. The rest is the
-multiply-shift-xor latency chain: a third independent stream runs out of ymm registers.
+word (0.88 for the earlier uint64-tile form), 179 instructions per 8 blocks at ~2.8 per cycle;
+the vector-ALU bound of this formulation (8 ops per round per 4 blocks, 4 pipes) would be
+~0.4. The rest is the multiply-shift-xor latency chain: a third independent stream runs out
+of ymm registers.
 """
 
 from __future__ import annotations
@@ -60,21 +61,6 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 def philox_block(block, salt, offset, k0, k1):
     """The four words of counter ``(lo32(block), hi32(block), salt, offset)``; uint64 in and out."""
     return philox4x32_10(block & _MASK, block >> _S32, salt, offset, k0, k1)
-
-
-@njit(inline="always")
-def fill_bits(bits, first_block, count, salt, offset, k0, k1):
-    """Words of ``count`` consecutive blocks from ``first_block`` into ``bits`` (uint64), laid
-    out as the elements they belong to: ``bits[t] = bits(4*first_block + t)``. The hot loop of
-    every masking kernel: fill a tile that stays in L1, then apply it in a second loop.
-    Vectorizes inlined into a ``prange`` body too (~0.8 ns per word on one core);
-    :func:`fill_words` gives the same words as uint32 from a separately compiled loop."""
-    for jj in range(count):
-        w0, w1, w2, w3 = philox_block(np.uint64(first_block + jj), salt, offset, k0, k1)
-        bits[4 * jj] = w0
-        bits[4 * jj + 1] = w1
-        bits[4 * jj + 2] = w2
-        bits[4 * jj + 3] = w3
 
 
 @njit(inline="always")
