@@ -46,6 +46,12 @@ void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offse
         for (fr_u64 b = (n + 3) >> 2; b-- > 0;)                                                  \
             fr_dropout_block(x, out, n, b, k0, k1, salt, offset, threshold, scale);              \
     }                                                                                            \
+    void fr_host_dropout_pair_##SUFFIX(const T *x, T *out, T *g, fr_u64 n, fr_u32 k0,          \
+                                       fr_u32 k1, fr_u32 salt, fr_u32 offset, fr_u64 threshold, \
+                                       T scale) {                                               \
+        for (fr_u64 b = (n + 3) >> 2; b-- > 0;)                                                  \
+            fr_dropout_pair_block(x, out, g, n, b, k0, k1, salt, offset, threshold, scale);      \
+    }                                                                                            \
     void fr_host_gaussian_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,         \
                                    fr_u32 offset, double additive, double multiplicative) {     \
         for (fr_u64 b = (n + 1) >> 1; b-- > 0;)                                                  \

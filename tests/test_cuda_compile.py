@@ -46,7 +46,7 @@ FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
 ENTRY_POINTS = {
     "philox": {"fastreg_philox_rounds_u32", "fastreg_philox_bits_u32"},
     "dropout": {"fastreg_dropout_mask_bool"}
-    | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "gaussian_apply") for s in FLOAT_SUFFIXES},
+    | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "dropout_applypair", "gaussian_apply") for s in FLOAT_SUFFIXES},
     "prox": {f"fastreg_prox_{op}_{s}" for op in ("sgd", "adam", "group") for s in FLOAT_SUFFIXES},
     "dropconnect": {
         f"fastreg_dropconnect_{stage}_{s}"
@@ -159,6 +159,10 @@ _SIGNATURES = {
     "fr_host_normals_at": (_U64P, _F64P, _u64, _u32, _u32, _u32),
     "fr_host_dropout_f32": (_F32P, _F32P, _u64, _u32, _u32, _u32, _u32, _u64, ctypes.c_float),
     "fr_host_dropout_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _u32, _u64, _f64),
+    "fr_host_dropout_pair_f32": (
+        _F32P, _F32P, _F32P, _u64, _u32, _u32, _u32, _u32, _u64, ctypes.c_float
+    ),
+    "fr_host_dropout_pair_f64": (_F64P, _F64P, _F64P, _u64, _u32, _u32, _u32, _u32, _u64, _f64),
     "fr_host_gaussian_f32": (_F32P, _F32P, _u64, _u32, _u32, _u32, _f64, _f64),
     "fr_host_gaussian_f64": (_F64P, _F64P, _u64, _u32, _u32, _u32, _f64, _f64),
     "fr_host_group_scales": (_F64P, _F64P, _F64P, _u64, _f64, _f64),
@@ -320,6 +324,26 @@ def test_host_dropout_body_matches_numpy_bitwise(host, dtype, n, p):
         assert not np.signbit(out).any() and not out.any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1, 6, 1001])
+@pytest.mark.parametrize("p", [0.3, 0.5, 1.0])
+def test_host_dropout_pair_body_masks_both_like_numpy(host, dtype, n, p):
+    x, g = _special_data(n, dtype), np.random.default_rng(n + 1).standard_normal(n).astype(dtype)
+    key, salt, offset, threshold = (5, 8), 1, 2, kernel_threshold(p)
+    scale = dropout_scale(p, dtype)
+    expected_out, expected_g = np.empty_like(x), np.empty_like(g)
+    with np.errstate(invalid="ignore"):
+        dropout_ref.dropout_apply(x, expected_out, *key, salt, offset, threshold, scale)
+        dropout_ref.dropout_apply(g, expected_g, *key, salt, offset, threshold, scale)
+    out = np.full_like(x, 123.0)
+    suffix = cl.float_type(dtype).suffix
+    getattr(host, f"fr_host_dropout_pair_{suffix}")(
+        x, out, g, n, *key, salt, offset, threshold, scale
+    )
+    assert out.tobytes() == expected_out.tobytes()
+    assert g.tobytes() == expected_g.tobytes()
+
+
 def test_host_normals_within_a_few_ulp(host):
     n = 20_001
     k0, k1, offset = 0x9E3779B9, 42, 17
@@ -474,11 +498,13 @@ def test_dry_launch_dropout(dry, dtype):
     x = np.ones(7, dtype)
     assert twin.keep_mask(7, 1, 2, 0, 3, kernel_threshold(1.0)).dtype == np.bool_
     twin.dropout_apply(x, np.empty_like(x), 1, 2, 0, 3, 2**31, dropout_scale(0.5, dtype))
+    twin.dropout_apply_pair(x, np.empty_like(x), x.copy(), 1, 2, 1, 3, 2**31, 2.0)
     twin.gaussian_apply(x, np.empty_like(x), 1, 2, 3, 0.5, 0.0)
     suffix = cl.float_type(dtype).suffix
     assert launches == [
         "fastreg_dropout_mask_bool",
         f"fastreg_dropout_apply_{suffix}",
+        f"fastreg_dropout_applypair_{suffix}",
         f"fastreg_gaussian_apply_{suffix}",
     ]
     with pytest.raises(ValueError, match="contiguous"):

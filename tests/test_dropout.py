@@ -48,6 +48,29 @@ def test_masks_identical_across_backends():
         np.testing.assert_array_equal(masks[0], explicit_mask(shape, 0.3, 9, 4))
 
 
+@pytest.mark.parametrize("n", [1, 7, 4096, 70_001])
+@pytest.mark.parametrize("p", [0.3, 1.0])
+def test_twin_apply_pair_masks_both_arrays_with_one_mask(backend, dtype, n, p):
+    # The per-batch DropConnect backward's pass: W into a new buffer, its gradient in place.
+    from fastreg import _backends
+    from fastreg.random import derive_key, dropout_scale, kernel_threshold
+
+    twin = _backends.twin("dropout", backend)
+    x, g = _data(n, dtype, seed=1), _data(n, dtype, seed=2)
+    x[:1] = np.nan  # dropped NaN is +0.0, kept NaN stays NaN
+    out, g_before = np.full_like(x, 9.0), g.copy()
+    twin.dropout_apply_pair(
+        x, out, g, *derive_key(4), 1, 6, kernel_threshold(p), dropout_scale(p, dtype)
+    )
+    bits = fastreg.random_bits((n,), seed=4, offset=6, salt=1, backend="numpy")
+    keep = bits >= min(math.floor(p * 2**32), 2**32 - 1) if p < 1.0 else np.zeros(n, bool)
+    scale = dtype.type(1.0 / (1.0 - p)) if p < 1.0 else dtype.type(0)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(out, np.where(keep, x * scale, 0))
+        np.testing.assert_array_equal(g, np.where(keep, g_before * scale, 0))
+    assert not np.signbit(out[~keep]).any() and not np.signbit(g[~keep]).any()
+
+
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_layouts_do_not_change_the_mask(backend, dtype, layout):
     x = _data((9, 14), dtype)

@@ -133,6 +133,20 @@ def test_dropout_twin_equals_numpy_twin_bitwise(launch, dtype, n, p):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("n", [1, 6, 4097])
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_dropout_pair_twin_equals_numpy_twin_bitwise(launch, dtype, n, p):
+    x, g = _data(n, dtype), _data(n, dtype, seed=1)
+    args = (77, 3, 1, 5, kernel_threshold(p), dropout_scale(p, dtype))
+    expected_out, expected_g = np.empty_like(x), g.copy()
+    dropout_ref.dropout_apply_pair(x, expected_out, expected_g, *args)
+    out, g_gpu = cp.full(n, 7, dtype), cp.asarray(g)
+    dropout_gpu.dropout_apply_pair(cp.asarray(x), out, g_gpu, *args)
+    assert _host(out).tobytes() == expected_out.tobytes()
+    assert _host(g_gpu).tobytes() == expected_g.tobytes()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_dropout_any_layout_and_out(dtype, layout):
     x = _data((9, 14), dtype)

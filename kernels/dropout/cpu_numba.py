@@ -89,7 +89,8 @@ def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) 
 
 
 @njit(parallel=True, cache=True)
-def _dropout_apply(x, out, in_place, k0, k1, salt, offset, threshold, scale):
+def _dropout_apply(x, out, g, in_place, k0, k1, salt, offset, threshold, scale):
+    # g (empty when unused) is masked in place with the same words: one Philox pass for both.
     n = x.size
     nblocks = (n + 3) >> 2
     ntiles = (nblocks + TILE - 1) // TILE
@@ -108,18 +109,32 @@ def _dropout_apply(x, out, in_place, k0, k1, salt, offset, threshold, scale):
                 _select_in_place(out[base : base + m], bits[:m], threshold, scale)
             else:
                 _select(x[base : base + m], out[base : base + m], bits[:m], threshold, scale)
+            if g.size:
+                _select_in_place(g[base : base + m], bits[:m], threshold, scale)
 
 
-def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
-    """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
+def _apply(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
     if threshold > MASK32:  # p == 1: everything dropped, +0.0 even for NaN inputs
         out[...] = 0
+        g[...] = 0
         return
     # uint32 threshold: the select compares 8 words per AVX2 instruction instead of 4.
     in_place = x.ctypes.data == out.ctypes.data  # the API reads partial overlaps from a copy
     _dropout_apply(
-        x, out, in_place, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale
+        x, out, g, in_place, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale
     )
+
+
+def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
+    """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
+    _apply(x, out, out[:0], k0, k1, salt, offset, threshold, scale)
+
+
+def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
+    """``dropout_apply(x, out)`` and ``dropout_apply(g, g)`` under one mask, in one pass over
+    the words: ``out[i] = x[i] * scale`` and ``g[i] = g[i] * scale`` where ``bits(i) >=
+    threshold``, ``+0.0`` elsewhere. ``g`` overlaps neither ``x`` nor ``out``."""
+    _apply(x, out, g, k0, k1, salt, offset, threshold, scale)
 
 
 # error_model="numpy": Box-Muller's division cannot be by zero, and the "python" model's check
@@ -159,4 +174,4 @@ def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
     _gaussian_apply(x, out, _U(k0), _U(k1), _U(offset), float(additive), float(multiplicative))
 
 
-__all__ = ["dropout_apply", "gaussian_apply", "keep_mask"]
+__all__ = ["dropout_apply", "dropout_apply_pair", "gaussian_apply", "keep_mask"]

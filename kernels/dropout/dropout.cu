@@ -25,6 +25,24 @@ FR_HD void fr_dropout_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 k
                      fr_select_scale(fr_keep(w.w[t], threshold), fr_load(x, base + t), scale));
 }
 
+// fr_dropout_block of x into out and of g in place, under one mask (one Philox block for both):
+// the per-batch DropConnect backward masks W and its gradient together. g overlaps neither x nor
+// out.
+template <typename T>
+FR_HD void fr_dropout_pair_block(const T *x, T *out, T *g, fr_u64 n, fr_u64 block, fr_u32 k0,
+                                 fr_u32 k1, fr_u32 salt, fr_u32 offset, fr_u64 threshold,
+                                 typename fr_compute<T>::type scale) {
+    const fr_words w = fr_philox_block(block, salt, offset, k0, k1);
+    const fr_u64 base = block << 2;
+    for (int t = 0; t < 4; ++t) {
+        if (base + t < n) {
+            const bool keep = fr_keep(w.w[t], threshold);
+            fr_store(out, base + t, fr_select_scale(keep, fr_load(x, base + t), scale));
+            fr_store(g, base + t, fr_select_scale(keep, fr_load(g, base + t), scale));
+        }
+    }
+}
+
 // out[i] = x[i] + (additive + multiplicative * x[i]) * n(i) for the two elements of pair block
 // `block`, in double (SPEC 4.1: at least float32 on the GPU) and cast once.
 template <typename T>
@@ -55,6 +73,12 @@ extern "C" __global__ void fastreg_dropout_mask_bool(unsigned char *out, fr_u64 
         fr_u64 threshold, fr_compute<T>::type scale) {                                         \
         FR_GRID_STRIDE(b, (n + 3) >> 2)                                                        \
         fr_dropout_block(x, out, n, b, k0, k1, salt, offset, threshold, scale);                \
+    }                                                                                          \
+    extern "C" __global__ void fastreg_dropout_applypair_##SUFFIX(                             \
+        const T *x, T *out, T *g, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 salt, fr_u32 offset,  \
+        fr_u64 threshold, fr_compute<T>::type scale) {                                         \
+        FR_GRID_STRIDE(b, (n + 3) >> 2)                                                        \
+        fr_dropout_pair_block(x, out, g, n, b, k0, k1, salt, offset, threshold, scale);        \
     }                                                                                          \
     extern "C" __global__ void fastreg_gaussian_apply_##SUFFIX(                                \
         const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 offset, double additive,    \

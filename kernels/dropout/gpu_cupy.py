@@ -12,7 +12,7 @@ import cupy
 
 from .. import cuda_launch as cl
 
-__all__ = ["dropout_apply", "gaussian_apply", "keep_mask"]
+__all__ = ["dropout_apply", "dropout_apply_pair", "gaussian_apply", "keep_mask"]
 
 
 def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int):
@@ -30,6 +30,18 @@ def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
     n = x.size
     kernel = cl.kernel("dropout", "dropout_apply", x.dtype)
     args = (x, out, cl.u64(n), cl.u32(k0), cl.u32(k1), cl.u32(salt), cl.u32(offset),
+            cl.u64(threshold), cl.scalar(x.dtype, scale))
+    cl.launch(kernel, (n + 3) >> 2, args)
+
+
+def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
+    """``dropout_apply(x, out)`` and ``dropout_apply(g, g)`` under one mask, one Philox block per
+    four elements for both: ``out[i] = x[i] * scale`` and ``g[i] = g[i] * scale`` where
+    ``bits(i) >= threshold``, ``+0.0`` elsewhere. ``g`` overlaps neither ``x`` nor ``out``."""
+    cl.check_contiguous(x=x, out=out, g=g)
+    n = x.size
+    kernel = cl.kernel("dropout", "dropout_applypair", x.dtype)
+    args = (x, out, g, cl.u64(n), cl.u32(k0), cl.u32(k1), cl.u32(salt), cl.u32(offset),
             cl.u64(threshold), cl.scalar(x.dtype, scale))
     cl.launch(kernel, (n + 3) >> 2, args)
 

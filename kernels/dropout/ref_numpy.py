@@ -11,7 +11,7 @@ import numpy as np
 from ..philox.constants import SALT_GAUSSIAN
 from ..philox.ref_numpy import normals, random_bits
 
-__all__ = ["dropout_apply", "gaussian_apply", "keep_mask"]
+__all__ = ["dropout_apply", "dropout_apply_pair", "gaussian_apply", "keep_mask"]
 
 
 def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) -> np.ndarray:
@@ -23,6 +23,17 @@ def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
     """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
     keep = keep_mask(x.size, k0, k1, salt, offset, threshold)
     out[...] = np.where(keep, x * scale, x.dtype.type(0))
+
+
+def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
+    """``dropout_apply(x, out)`` and ``dropout_apply(g, g)`` under one mask: ``out[i] = x[i] *
+    scale`` and ``g[i] = g[i] * scale`` where ``bits(i) >= threshold``, ``+0.0`` elsewhere (the
+    per-batch DropConnect backward masks ``W`` and its gradient together). ``g`` overlaps
+    neither ``x`` nor ``out``."""
+    keep = keep_mask(x.size, k0, k1, salt, offset, threshold)
+    zero = x.dtype.type(0)
+    out[...] = np.where(keep, x * scale, zero)
+    g[...] = np.where(keep, g * scale, zero)
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
