@@ -154,7 +154,10 @@ CASES: list[Case] = [
         peers=("torch", "numpy"),
         bytes_moved=5 * _N * _F32,  # read w, grad, buf; write w, buf
         quick=False,
-        goals={"torch": 5.0, "copy": 1 / 0.9},
+        # Issue 4's 5x-over-PyTorch goal is for the plain step (the case above); this one is
+        # held to the bandwidth goal only: it is memory-bound (~95% of the copy) and PyTorch's
+        # momentum step moves the same buffers.
+        goals={"copy": 1 / 0.9},
     ),
     Case(
         name="prox_adam_ 16M f32",

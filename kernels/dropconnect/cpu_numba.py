@@ -10,9 +10,9 @@ beyond inputs and outputs is O(tile) per thread. 32-bit words also make the appl
 cheaper than 4-lane uint64 ones (0.11 vs 0.26 ns per element, measured side by side); so
 ``p == 1`` (threshold 2**32, which no uint32 reaches) is answered before the kernels run.
 
-Philox dominates: B*K*N words per pass, one pass forward and one backward. Measured side by side
-on the 2-core box, the forward costs ~0.8-1.0x and the backward ~1.1-1.3x a bare parallel
-``fill_words`` over the same number of words.
+Philox dominates: B*K*N words per pass, one pass forward and one backward. On the 2-core box
+(128x1024->1024 f32, one thread) the forward runs at ~0.8 ns and the backward at ~0.9 ns per
+element, against 0.68 ns per word for ``fill_words`` alone in 1024-word calls.
 
 Work is split over output tiles (``prange``): the forward over (example block, column tile), the
 backward over rows ``k`` of ``W`` (row ``k`` owns both ``dW[k, :]`` and ``dx[:, k]``, so one pass
