@@ -105,8 +105,11 @@ def _forward_span_of(act):
                 # A select, not a multiply: dropped NaN/Inf give exactly +0.0.
                 yv[k] = act(yv[k], zero, one) * scale if bv[k] >= threshold else zero
         else:
+            # scale is 1 here (p == 0), but a run-time 1: ``yv[k] = relu(yv[k])`` stores back
+            # the loaded value on one arm, LLVM turns that into a conditional store and the
+            # loop stays scalar (0.47 vs 0.08 ns/element); the exact multiply keeps a select.
             for k in range(yv.size):
-                yv[k] = act(yv[k], zero, one)
+                yv[k] = act(yv[k], zero, one) * scale
 
     return span
 
