@@ -244,3 +244,26 @@ def test_numpy_array_on_cupy_backend_raises():
     x, W, b, _ = make((2,), 3, 4, np.float64)
     with pytest.raises(RuntimeError, match="cupy"):
         fastreg.dense_dropout(x, W, b, p=0.5, seed=1, backend="cupy")
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_backward_allocates_one_batch_by_n_array_besides_its_gradients(activation):
+    """Issue 3's memory goal on numba: beyond dx, dW and db the backward holds one (M, N) array
+    (dz, the gradient BLAS multiplies), no mask and no recomputed pre-activation; a second
+    (M, N) float32 array here would be 2 MiB (tracemalloc sees NumPy's allocations)."""
+    import tracemalloc
+
+    m, k, n = 512, 64, 1024
+    x, W, b, dy = make((m,), k, n, np.float32, seed=3)
+    kw = dict(p=0.5, seed=2, activation=activation, backend="numba")
+    y, z = fastreg.dense_dropout(x, W, b, return_preact=True, **kw)
+    fastreg.dense_dropout_backward(dy[:2], x[:2], W, y[:2], z=z[:2], **kw)  # compile first
+    tracemalloc.start()
+    try:
+        dx, dW, db = fastreg.dense_dropout_backward(dy, x, W, y, z=z, **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    returned = dx.nbytes + dW.nbytes + db.nbytes
+    one_batch_by_n = m * n * 4
+    assert peak - returned < one_batch_by_n + (1 << 20)
