@@ -71,6 +71,27 @@ def test_twin_apply_pair_masks_both_arrays_with_one_mask(backend, dtype, n, p):
     assert not np.signbit(out[~keep]).any() and not np.signbit(g[~keep]).any()
 
 
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_serial_and_parallel_numba_paths_match_numpy_bitwise(side):
+    """Small arrays run on the calling thread, large ones in parallel tasks: both give the
+    reference twin's bits (dropout, mask) and its normals to within a few ulp."""
+    from fastreg._kernels.dropout import cpu_numba
+
+    n = cpu_numba.SERIAL_WORK + (-3 if side == "below" else 5)
+    x = _data(n, np.float32, seed=4)
+    kw = dict(seed=2**33 + 9, offset=1)
+    for op in (
+        lambda b: fastreg.dropout(x, 0.4, backend=b, **kw),
+        lambda b: fastreg.dropout_mask((n,), 0.4, backend=b, **kw),
+    ):
+        np.testing.assert_array_equal(op("numba"), op("numpy"))
+    # a normal counts as 8 units of work: these sizes straddle the gaussian threshold too
+    small = x[: n // 8 + (-3 if side == "below" else 5)]
+    got = fastreg.gaussian_noise(small, 0.5, backend="numba", **kw)
+    want = fastreg.gaussian_noise(small, 0.5, backend="numpy", **kw)
+    np.testing.assert_array_max_ulp(got, want, maxulp=4)
+
+
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_layouts_do_not_change_the_mask(backend, dtype, layout):
     x = _data((9, 14), dtype)

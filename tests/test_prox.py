@@ -375,10 +375,11 @@ def test_updates_land_in_the_callers_arrays(backend, w_layout, other_layout):
         _close(a, b, np.float64)
 
 
-def test_numba_agrees_with_numpy_bit_for_bit_on_elementwise_updates(dtype):
+@pytest.mark.parametrize("n", [CHUNK + 9, 2 * CHUNK + 9], ids=["serial", "parallel"])
+def test_numba_agrees_with_numpy_bit_for_bit_on_elementwise_updates(dtype, n):
     pytest.importorskip("numba")
     rng = _rng(19)
-    w0, g, b0 = (rng.standard_normal(2 * CHUNK + 9).astype(dtype) for _ in range(3))
+    w0, g, b0 = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     results = {}
     for name in ("numpy", "numba"):
         w, buf = w0.copy(), b0.copy()
