@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fastreg._kernels import cuda_launch as cl
 from fastreg._kernels.dense import ACTIVATIONS as DENSE_ACTIVATIONS
 from fastreg._kernels.dense import ref_numpy as dense_ref
@@ -29,7 +30,6 @@ from fastreg._kernels.dropout import ref_numpy as dropout_ref
 from fastreg._kernels.philox import ref_numpy as philox_ref
 from fastreg._kernels.philox.cuda_source import philox_preamble
 from fastreg._kernels.prox import ref_numpy as prox_ref
-
 from fastreg.random import dropout_scale, kernel_threshold
 
 NVCC = shutil.which("nvcc")
@@ -46,7 +46,11 @@ FLOAT_SUFFIXES = tuple(t.suffix for t in cl.FLOATS.values())
 ENTRY_POINTS = {
     "philox": {"fastreg_philox_rounds_u32", "fastreg_philox_bits_u32"},
     "dropout": {"fastreg_dropout_mask_bool"}
-    | {f"fastreg_{op}_{s}" for op in ("dropout_apply", "dropout_applypair", "gaussian_apply") for s in FLOAT_SUFFIXES},
+    | {
+        f"fastreg_{op}_{s}"
+        for op in ("dropout_apply", "dropout_applypair", "gaussian_apply")
+        for s in FLOAT_SUFFIXES
+    },
     "prox": {f"fastreg_prox_{op}_{s}" for op in ("sgd", "adam", "group") for s in FLOAT_SUFFIXES},
     "dropconnect": {
         f"fastreg_dropconnect_{stage}_{s}"

@@ -23,6 +23,7 @@ pytestmark = [
 
 if "cupy" in fastreg.available_backends():
     import cupy as cp
+
     from fastreg._kernels import cuda_launch as cl
     from fastreg._kernels.dropout import gpu_cupy as dropout_gpu
     from fastreg._kernels.dropout import ref_numpy as dropout_ref
