@@ -51,8 +51,10 @@ _DTYPE_PREAMBLE = """\
 #ifndef FASTREG_DTYPE_PREAMBLE
 #define FASTREG_DTYPE_PREAMBLE
 
-// float16 as its bit pattern: no cuda_fp16.h needed (NVRTC may not find it). Converted with the
-// PTX cvt instructions; all arithmetic is done in float32.
+// float16 as its bit pattern: no cuda_fp16.h needed (NVRTC may not find it). All arithmetic is
+// done in float32. On the device the conversions are the PTX cvt instructions; on the host (the
+// test suite's harness, and its emulator, which defines FR_HOST_EMULATION) the same IEEE
+// conversions in integer code, rounding to nearest even like cvt.rn and NumPy.
 struct fr_half {
     unsigned short bits;
 };
@@ -65,17 +67,70 @@ FR_HD double fr_load(const double *p, fr_u64 i) { return p[i]; }
 FR_HD void fr_store(float *p, fr_u64 i, float v) { p[i] = v; }
 FR_HD void fr_store(double *p, fr_u64 i, double v) { p[i] = v; }
 
-#ifdef __CUDACC__
-__device__ __forceinline__ float fr_load(const fr_half *p, fr_u64 i) {
+#if defined(__CUDA_ARCH__) && !defined(FR_HOST_EMULATION)
+FR_HD float fr_half_to_float(unsigned short h) {
     float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i].bits));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
 }
-__device__ __forceinline__ void fr_store(fr_half *p, fr_u64 i, float v) {
+FR_HD unsigned short fr_float_to_half(float v) {
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-    p[i].bits = h;
+    return h;
 }
+#else
+FR_HD float fr_half_to_float(unsigned short h) {
+    const fr_u32 sign = (fr_u32)(h & 0x8000u) << 16;
+    fr_u32 exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu, bits;
+    if (exponent == 0x1Fu) {  // Inf, NaN (payload kept)
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {  // subnormal: mantissa * 2**-24, normalized
+        exponent = 113u;
+        while (!(mantissa & 0x400u)) {
+            mantissa <<= 1;
+            --exponent;
+        }
+        bits = sign | (exponent << 23) | ((mantissa & 0x3FFu) << 13);
+    }
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof f);
+    return f;
+}
+FR_HD unsigned short fr_float_to_half(float v) {
+    fr_u32 bits;
+    __builtin_memcpy(&bits, &v, sizeof bits);
+    const fr_u32 sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7FFFFFFFu;
+    if (magnitude > 0x7F800000u) {  // NaN: keep the top payload bits, never turn into Inf
+        const fr_u32 payload = (magnitude >> 13) & 0x3FFu;
+        return (unsigned short)(sign | 0x7C00u | (payload ? payload : 1u));
+    }
+    if (magnitude >= 0x477FF000u) return (unsigned short)(sign | 0x7C00u);  // >= 65520: Inf
+    fr_u32 result, remainder, half;
+    if (magnitude >= 0x38800000u) {  // a normal float16
+        result = (magnitude >> 13) - (112u << 10);
+        remainder = magnitude & 0x1FFFu;
+        half = 0x1000u;
+    } else if (magnitude >= 0x33000000u) {  // a subnormal float16 (or a tie to zero)
+        const fr_u32 shift = 126u - (magnitude >> 23);
+        const fr_u32 significand = (magnitude & 0x7FFFFFu) | 0x800000u;
+        result = significand >> shift;
+        remainder = significand & ((1u << shift) - 1u);
+        half = 1u << (shift - 1u);
+    } else {
+        return (unsigned short)sign;
+    }
+    if (remainder > half || (remainder == half && (result & 1u))) ++result;
+    return (unsigned short)(sign | result);
+}
+#endif
+FR_HD float fr_load(const fr_half *p, fr_u64 i) { return fr_half_to_float(p[i].bits); }
+FR_HD void fr_store(fr_half *p, fr_u64 i, float v) { p[i].bits = fr_float_to_half(v); }
+
+#ifdef __CUDACC__
 // Grid-stride loop over work items: results never depend on the launch configuration.
 #define FR_GRID_STRIDE(var, count)                                                  \\
     for (fr_u64 var = (fr_u64)blockIdx.x * blockDim.x + threadIdx.x; var < (count); \\

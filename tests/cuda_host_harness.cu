@@ -26,6 +26,15 @@ void fr_host_random_bits(fr_u32 *out, fr_u64 start, fr_u64 n, fr_u32 k0, fr_u32 
     for (fr_u64 j = blocks; j-- > 0;) fr_bits_block(out, start, n, first + j, k0, k1, salt, offset);
 }
 
+// The float16 conversions of the dtype preamble (their host path: the device uses PTX cvt).
+void fr_host_half_to_float(const unsigned short *h, float *out, fr_u64 n) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_half_to_float(h[j]);
+}
+
+void fr_host_float_to_half(const float *f, unsigned short *out, fr_u64 n) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_float_to_half(f[j]);
+}
+
 void fr_host_keep(const fr_u32 *bits, unsigned char *out, fr_u64 n, fr_u64 threshold) {
     for (fr_u64 j = 0; j < n; ++j) out[j] = fr_keep(bits[j], threshold) ? 1 : 0;
 }

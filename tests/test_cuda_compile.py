@@ -19,6 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import cuda_emulator
 import numpy as np
 import pytest
 
@@ -149,6 +150,7 @@ def test_nvrtc_compiles_each_family(path):
 # ----------------------------------------------------------- 2. host library of the same code
 
 _U32P = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_U16P = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U64P = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 _U8P = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _F32P = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -158,6 +160,8 @@ _SIGNATURES = {
     "fr_host_philox": (_U32P, _U32P, _U32P, _u64, _int),
     "fr_host_bits_at": (_U64P, _U32P, _u64, _u32, _u32, _u32, _u32),
     "fr_host_random_bits": (_U32P, _u64, _u64, _u32, _u32, _u32, _u32),
+    "fr_host_half_to_float": (_U16P, _F32P, _u64),
+    "fr_host_float_to_half": (_F32P, _U16P, _u64),
     "fr_host_keep": (_U32P, _U8P, _u64, _u64),
     "fr_host_mask": (_U8P, _u64, _u32, _u32, _u32, _u32, _u64),
     "fr_host_normals_at": (_U64P, _F64P, _u64, _u32, _u32, _u32),
@@ -279,6 +283,38 @@ def test_host_random_bits_block_walk(host, start, n):
     np.testing.assert_array_equal(out, philox_ref.random_bits(n, k0, k1, salt, offset, start))
 
 
+def test_host_half_to_float_matches_numpy_for_every_half(host):
+    halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    out = np.empty(halves.size, np.float32)
+    host.fr_host_half_to_float(halves, out, halves.size)
+    expected = halves.view(np.float16).astype(np.float32)
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(out), nan)
+    np.testing.assert_array_equal(out[~nan].view(np.uint32), expected[~nan].view(np.uint32))
+
+
+def test_host_float_to_half_rounds_like_numpy(host):
+    """Round to nearest even, as NumPy (and PTX cvt.rn): exact halves, the ties between
+    neighbours (subnormal, normal, overflow to Inf at 65520), their float32 neighbours, and
+    random bit patterns."""
+    finite = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = np.unique(finite[np.isfinite(finite)].astype(np.float64))
+    ties = (finite[:-1] + finite[1:]) / 2
+    special = [65504.0, 65519.996, 65520.0, 2.0**-24, 2.0**-25, 1.5 * 2.0**-25, 2.0**-26]
+    values = np.concatenate([finite, ties, special, [np.inf, -np.inf, np.nan]]).astype(np.float32)
+    values = np.concatenate([values, -values, np.nextafter(values, np.float32(np.inf)),
+                             np.nextafter(values, np.float32(-np.inf))])
+    random_bits = np.random.default_rng(0).integers(0, 2**32, 1_000_000, dtype=np.uint32)
+    values = np.concatenate([values, random_bits.view(np.float32)])
+    out = np.empty(values.size, np.uint16)
+    host.fr_host_float_to_half(values, out, values.size)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16)
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(out.view(np.float16)), nan)
+    np.testing.assert_array_equal(out[~nan], expected[~nan].view(np.uint16))
+
+
 @pytest.mark.parametrize("p", [0.0, 2.0**-33, 1e-9, 0.1, 0.25, 0.5, 0.7, 1 - 2.0**-33, 1.0])
 def test_host_keep_rule_at_the_threshold(host, p):
     threshold = kernel_threshold(p)
@@ -386,53 +422,15 @@ def test_host_gaussian_body_matches_numpy(host, dtype, additive, multiplicative)
 # launch's arguments are checked against the C signature of the kernel it names (count, pointer
 # element types, exact scalar types), the silent failure mode of cupy.RawKernel.
 
-_POINTER_DTYPES = {
-    "fr_half": np.float16,
-    "float": np.float32,
-    "double": np.float64,
-    "fr_u32": np.uint32,
-    "fr_u64": np.uint64,
-    "unsigned char": np.bool_,
-    "int": np.int32,
-    "fr_compute<fr_half>::type": np.float32,
-    "fr_compute<float>::type": np.float32,
-    "fr_compute<double>::type": np.float64,
-}
-_SCALAR_TYPES = {
-    "fr_u32": np.uint32,
-    "fr_u64": np.uint64,
-    "int": np.int32,
-    "long long": np.int64,
-    "float": np.float32,
-    "double": np.float64,
-    "fr_compute<fr_half>::type": np.float32,
-    "fr_compute<float>::type": np.float32,
-    "fr_compute<double>::type": np.float64,
-}
-_KERNEL = re.compile(r'extern "C" __global__ void (fastreg_\w+)\s*\(([^)]*)\)')
-
-
 @pytest.fixture(scope="session")
-def kernel_signatures(tmp_path_factory):
-    """``{kernel name: [(C type, is_pointer), ...]}`` from the preprocessed family sources."""
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
+def kernel_signatures():
+    """``{kernel name: [(C type, is_pointer), ...]}`` of every family's kernels."""
+    if cuda_emulator.compiler() is None:
         pytest.skip("no host C++ preprocessor")
-    signatures = {}
+    found = {}
     for path in FAMILY_SOURCES:
-        text = subprocess.run(
-            [compiler, "-E", "-P", "-x", "c++", "-D__CUDACC__", "-"],
-            input=cl.source(path.parent.name), capture_output=True, text=True, check=True,
-        ).stdout
-        for name, params in _KERNEL.findall(text):
-            parsed = []
-            for param in params.split(","):
-                ctype = " ".join(param.replace("*", " * ").split()[:-1])
-                ctype = ctype.removeprefix("const ").removesuffix("__restrict__").strip()
-                pointer = ctype.endswith("*")
-                parsed.append((ctype.rstrip("* ").strip(), pointer))
-            signatures[name] = parsed
-    return signatures
+        found.update(cuda_emulator.signatures(cl.source(path.parent.name)))
+    return found
 
 
 class _Recorder:
@@ -441,16 +439,8 @@ class _Recorder:
 
     def __call__(self, grid, block, args):
         assert self.name in self.signatures, f"no kernel {self.name} in any .cu"
-        params = self.signatures[self.name]
-        assert len(args) == len(params), f"{self.name}: {len(args)} args for {len(params)} params"
-        for position, ((ctype, pointer), arg) in enumerate(zip(params, args, strict=True)):
-            where = f"{self.name} argument {position} ({ctype}{' *' if pointer else ''})"
-            if pointer:  # layouts are the twin's business (a strided view may be intended)
-                assert isinstance(arg, np.ndarray), f"{where}: got {type(arg).__name__}"
-                assert arg.dtype == _POINTER_DTYPES[ctype], f"{where}: got dtype {arg.dtype}"
-            else:
-                assert type(arg) is _SCALAR_TYPES[ctype], f"{where}: got {type(arg).__name__}"
-        assert len(grid) == len(block) == 1 and grid[0] >= 1 and 1 <= block[0] <= 1024
+        cuda_emulator.check_launch(self.name, self.signatures[self.name], grid, block, args,
+                                   np.ndarray)
         self.launches.append(self.name)
 
 

@@ -1,7 +1,8 @@
 """The cupy backend against the NumPy twins: bit-equal streams and masks, values by dtype.
 
 Skipped unless ``cupy`` is in ``fastreg.available_backends()`` (CuPy imports and sees a device).
-Without a GPU, tests/test_cuda_compile.py still compiles and host-checks the same CUDA code.
+Without a GPU, tests/test_gpu_emulated.py runs this module on a CuPy stand-in that executes the
+real kernels on the host, and tests/test_cuda_compile.py compiles the same CUDA code with nvcc.
 """
 
 from __future__ import annotations
@@ -271,7 +272,12 @@ def test_prox_sgd_list_in_one_call_matches_numpy(launch, dtype, nesterov):
 def test_prox_adam_any_layout_matches_numpy(dtype, layout):
     rng = np.random.default_rng(1)
     w, grad = (rng.standard_normal((9, 14)).astype(dtype) for _ in range(2))
+    if np.dtype(dtype) == np.float16:
+        # float16 state underflows where (1 - beta2) * g**2 < 2**-25 (|g| < ~0.008 here), and then
+        # r = 1/eps is 1000, not ~100: a true float16 effect the float32 reference cannot show.
+        grad = (np.sign(grad) * rng.uniform(0.5, 2.0, grad.shape)).astype(dtype)
     m, v = np.zeros_like(w), np.zeros_like(w)
+
     def arrange(a):
         g = cp.asarray(a)
         if layout == "F":
