@@ -119,6 +119,9 @@ def use_backend(name: str) -> Iterator[str]:
         _context_backend.reset(token)
 
 
+_LIBRARY = {"numpy": "NumPy", "cupy": "CuPy"}
+
+
 def array_kind(array: Any) -> str:
     """``"cupy"`` for a CuPy array, ``"numpy"`` otherwise (checked without importing CuPy)."""
     if isinstance(array, np.ndarray):  # the common case, without string work
@@ -158,12 +161,20 @@ def get_backend() -> str:
     return configured[0] if configured else _default_cpu()
 
 
-def resolve(backend: str | None, *arrays: Any) -> str:
+def resolve(backend: str | None, **arrays: Any) -> str:
     """The backend for a call: explicit argument, ``use_backend``, ``set_backend``,
-    ``FASTREG_BACKEND``, then the array type. Checks the arrays are the backend's kind."""
-    kinds = {array_kind(a) for a in arrays if a is not None}
+    ``FASTREG_BACKEND``, then the array type. Checks the arrays (by argument name; None for an
+    absent one) are all of one kind, the backend's, and names the first that is not."""
+    named = {name: array_kind(a) for name, a in arrays.items() if a is not None}
+    kinds = set(named.values())
     if len(kinds) > 1:
-        raise TypeError("arrays must all be NumPy arrays or all be CuPy arrays, got a mix of both")
+        first = next(iter(named.items()))
+        other = next((n, k) for n, k in named.items() if k != first[1])
+        raise TypeError(
+            "arrays must all be NumPy arrays or all be CuPy arrays, got a mix of both: "
+            f"{first[0]} is a {_LIBRARY[first[1]]} array, {other[0]} a {_LIBRARY[other[1]]} "
+            "array (fastreg never copies between host and device implicitly)"
+        )
     if backend is not None:
         name, source = _require(_check_name(backend)), "backend="
     elif (configured := _configured()) is not None:
@@ -174,10 +185,10 @@ def resolve(backend: str | None, *arrays: Any) -> str:
         name, source = _default_cpu(), "the default"
     expected = _REGISTRY[name].array_kind
     if kinds and kinds != {expected}:
-        given = kinds.pop()
+        argument, given = next(iter(named.items()))
         raise TypeError(
-            f"backend {name!r} (chosen by {source}) takes {expected} arrays, got {given} "
-            f"arrays; fastreg never copies between host and device implicitly"
+            f"backend {name!r} (chosen by {source}) takes {expected} arrays, got a {given} "
+            f"array for {argument}; fastreg never copies between host and device implicitly"
         )
     return name
 

@@ -86,7 +86,7 @@ def dense_dropout(
     activation = check_choice(activation, "activation", ACTIVATIONS)
     training = check_bool(training, "training")
     return_preact = check_bool(return_preact, "return_preact")
-    backend = _backends.resolve(backend, x, W, b)
+    backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
     twin = _backends.twin("dense", backend)
     if not training:
@@ -170,7 +170,7 @@ def dense_dropout_backward(
     activation = check_choice(activation, "activation", ACTIVATIONS)
     if activation == "gelu":
         check_required(z, "z", "for activation='gelu' (pass return_preact=True to the forward)")
-    backend = _backends.resolve(backend, dy, x, W, y, z)
+    backend = _backends.resolve(backend, dy=dy, x=x, W=W, y=y, z=z)
     twin = _backends.twin("dense", backend)
     dx, dW, db = twin.dense_backward(
         dy.reshape(m, n), x.reshape(m, k), W, y.reshape(m, n),

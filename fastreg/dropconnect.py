@@ -118,7 +118,7 @@ def dropconnect(
     offset = check_offset(offset)
     per_example = check_bool(per_example, "per_example")
     training = check_bool(training, "training")
-    backend = _backends.resolve(backend, x, W, b)
+    backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
     x2 = _flat(xp, x, m)
     out_shape = (*x.shape[:-1], n)
@@ -190,7 +190,7 @@ def dropconnect_backward(
     check_seed(seed)
     offset = check_offset(offset)
     per_example = check_bool(per_example, "per_example")
-    backend = _backends.resolve(backend, dy, x, W)
+    backend = _backends.resolve(backend, dy=dy, x=x, W=W)
     xp = _backends.array_module(backend)
     x2, dy2 = _flat(xp, x, m), _flat(xp, dy, m)
     db = dy2.sum(axis=0)
@@ -249,7 +249,7 @@ def dropconnect_moments(
     """
     m, k, n = check_layer(x, W, b)
     p = check_probability(p)
-    backend = _backends.resolve(backend, x, W, b)
+    backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
     x2 = _flat(xp, x, m)
     if p == 1.0:
@@ -336,7 +336,7 @@ def dropconnect_inference(
             f"samples must be an int >= 1 for activation={activation!r} (no closed form), got None"
         )
     mean, var = dropconnect_moments(x, W, b, p=p, backend=backend)
-    backend = _backends.resolve(backend, x, W, b)
+    backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
     std = xp.sqrt(var)
     if samples is None:

@@ -45,7 +45,7 @@ def _masked_scale(
     offset = check_offset(offset)
     mask_shape = check_noise_shape(noise_shape, tuple(x.shape))
     check_out(out, tuple(x.shape), x.dtype, _backends.array_kind(x))
-    backend = _backends.resolve(backend, x, out)
+    backend = _backends.resolve(backend, x=x, out=out)
     xp = _backends.array_module(backend)
     twin = _backends.twin("dropout", backend)
     threshold, scale = kernel_threshold(p), dropout_scale(p, x.dtype)
@@ -115,7 +115,7 @@ def dropout(
         check_offset(offset)
         check_noise_shape(noise_shape, tuple(x.shape))
         check_out(out, tuple(x.shape), x.dtype, _backends.array_kind(x))
-        _backends.resolve(backend, x, out)
+        _backends.resolve(backend, x=x, out=out)
         if out is None:
             return x
         out[...] = x
@@ -194,7 +194,7 @@ def _gaussian(
 ) -> Any:
     key = derive_key(seed)
     offset = check_offset(offset)
-    backend = _backends.resolve(backend, x)
+    backend = _backends.resolve(backend, x=x)
     xp = _backends.array_module(backend)
     twin = _backends.twin("dropout", backend)
     return run_flat(xp, x, None, twin.gaussian_apply, *key, offset, additive, multiplicative)
@@ -236,7 +236,7 @@ def gaussian_noise(
     if not check_bool(training, "training"):
         check_seed(seed)
         check_offset(offset)
-        _backends.resolve(backend, x)
+        _backends.resolve(backend, x=x)
         return x
     return _gaussian(x, stddev, 0.0, seed, offset, backend)
 
@@ -277,6 +277,6 @@ def gaussian_dropout(
     if not check_bool(training, "training") or p == 0.0:
         check_seed(seed)
         check_offset(offset)
-        _backends.resolve(backend, x)
+        _backends.resolve(backend, x=x)
         return x
     return _gaussian(x, 0.0, math.sqrt(p / (1.0 - p)), seed, offset, backend)

@@ -45,12 +45,18 @@ def _weights(w: Any) -> tuple[list[Any], bool]:
     return [w], False
 
 
-def _resolve(backend: str | None, *columns: list[Any]) -> str:
-    """The backend for all arrays of all lists (the common all-NumPy case checks one array)."""
-    arrays = [a for column in columns for a in column if a is not None]
-    if all(type(a) is np.ndarray for a in arrays):
-        return _backends.resolve(backend, *arrays[:1])
-    return _backends.resolve(backend, *arrays)
+def _resolve(backend: str | None, **columns: list[Any]) -> str:
+    """The backend for all arrays of all lists, named ``w[k]`` (or ``w`` for a single array) in
+    errors; the common all-NumPy case checks one array."""
+    arrays = {
+        (f"{name}[{k}]" if len(column) > 1 else name): a
+        for name, column in columns.items()
+        for k, a in enumerate(column)
+        if a is not None
+    }
+    if all(type(a) is np.ndarray for a in arrays.values()):
+        arrays = dict(list(arrays.items())[:1])
+    return _backends.resolve(backend, **arrays)
 
 
 def _conform(a: Any, order: str, written: bool, staged: _Staged) -> Any:
@@ -167,7 +173,7 @@ def prox_sgd_(
             index = k
         states = (("buf", bufs[k]),) if use_buf or bufs[k] is not None else ()
         check_update_arrays(index, wk, (("grad", grads[k]),), states, masks[k])
-    twin = _backends.twin("prox", _resolve(backend, ws, grads, bufs, masks))
+    twin = _backends.twin("prox", _resolve(backend, w=ws, grad=grads, buf=bufs, mask=masks))
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
         t = dtype.type
@@ -265,7 +271,7 @@ def prox_adam_(
             index = k
         check_update_arrays(index, wk, (("grad", grads[k]),), (("m", ms[k]), ("v", vs[k])),
                             masks[k])
-    twin = _backends.twin("prox", _resolve(backend, ws, grads, ms, vs, masks))
+    twin = _backends.twin("prox", _resolve(backend, w=ws, grad=grads, m=ms, v=vs, mask=masks))
     host = (
         beta1,
         1.0 - beta1,
@@ -315,7 +321,7 @@ def _group_op(w: Any, axis: Any, backend: str | None, kernel: str, param: float)
     for k, wk in enumerate(ws):
         check_update_arrays(k if is_list else None, wk, (), (), None)
         axes.append(check_axes(axis, wk.ndim))
-    twin = _backends.twin("prox", _resolve(backend, ws))
+    twin = _backends.twin("prox", _resolve(backend, w=ws))
     for wk, ak in zip(ws, axes, strict=True):
         staged: _Staged = []
         getattr(twin, kernel)(_group_rows(wk, ak, staged), param)
@@ -431,7 +437,7 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
     ws, is_list = _weights(w)
     for k, wk in enumerate(ws):
         check_array(wk, f"w[{k}]" if is_list else "w")
-    twin = _backends.twin("prox", _resolve(backend, ws))
+    twin = _backends.twin("prox", _resolve(backend, w=ws))
     total = 0.0
     for wk in ws:
         sum_abs, sum_squares = twin.abs_square_sums(wk)

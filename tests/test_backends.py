@@ -32,16 +32,16 @@ def test_available_backends_lists_numpy_and_numba():
 
 def test_resolution_order(monkeypatch):
     x = np.ones(3)
-    assert _backends.resolve(None, x) == "numba"
+    assert _backends.resolve(None, x=x) == "numba"
     monkeypatch.setenv("FASTREG_BACKEND", "numpy")
-    assert _backends.resolve(None, x) == "numpy"
+    assert _backends.resolve(None, x=x) == "numpy"
     fastreg.set_backend("numba")
-    assert _backends.resolve(None, x) == "numba"  # set_backend beats the environment
+    assert _backends.resolve(None, x=x) == "numba"  # set_backend beats the environment
     with fastreg.use_backend("numpy"):
-        assert _backends.resolve(None, x) == "numpy"  # use_backend beats set_backend
+        assert _backends.resolve(None, x=x) == "numpy"  # use_backend beats set_backend
         with fastreg.use_backend("numba"):
             assert fastreg.get_backend() == "numba"  # innermost block wins
-        assert _backends.resolve("numba", x) == "numba"  # the explicit argument beats all
+        assert _backends.resolve("numba", x=x) == "numba"  # the explicit argument beats all
     assert fastreg.get_backend() == "numba"
 
 
@@ -82,10 +82,10 @@ def test_mixed_array_kinds_raise_naming_both():
         pass
 
     FakeCupyArray.__module__ = "cupy._core.core"
-    with pytest.raises(TypeError, match="mix"):
-        _backends.resolve(None, np.ones(2), FakeCupyArray())
-    with pytest.raises(TypeError, match=r"numba.*numpy.*cupy"):
-        _backends.resolve("numba", FakeCupyArray())
+    with pytest.raises(TypeError, match="mix of both: x is a NumPy array, W a CuPy array"):
+        _backends.resolve(None, x=np.ones(2), b=None, W=FakeCupyArray())
+    with pytest.raises(TypeError, match=r"numba.*numpy arrays, got a cupy array for W"):
+        _backends.resolve("numba", x=None, W=FakeCupyArray())
 
 
 def _run(code: str) -> str:

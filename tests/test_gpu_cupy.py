@@ -596,3 +596,100 @@ def test_dense_empty():
     x0, W0 = cp.ones((5, 0), np.float32), cp.ones((0, 3), np.float32)
     y = fastreg.dense_dropout(x0, W0, cp.ones(3, np.float32), p=0.0, seed=1, activation="identity")
     np.testing.assert_array_equal(_host(y), np.ones((5, 3), np.float32))
+
+
+# -------------------------------------------------------------------------------- bad input
+# The same validation as on the CPU, on device arrays: an error naming the argument, and nothing
+# written (in-place updates check every entry before the first launch).
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_dropout_bad_input_on_device_writes_nothing(dtype):
+    x = cp.asarray(_data((3, 4), dtype))
+    out = cp.full((3, 4), 7.0, dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    calls = [
+        (ValueError, "p must be in", lambda: fastreg.dropout(x, 1.5, seed=1, out=out)),
+        (ValueError, "offset", lambda: fastreg.dropout(x, 0.5, seed=1, offset=-3, out=out)),
+        (ValueError, "seed", lambda: fastreg.dropout(x, 0.5, seed=-1, out=out)),
+        (ValueError, "out must have shape",
+         lambda: fastreg.dropout(x, 0.5, seed=1, out=cp.empty((4, 3), dtype))),
+        (TypeError, "out must have dtype",
+         lambda: fastreg.dropout(x, 0.5, seed=1, out=cp.empty((3, 4), other))),
+        (ValueError, "noise_shape", lambda: fastreg.dropout(x, 0.5, seed=1, noise_shape=(2, 4))),
+        (ValueError, "stddev", lambda: fastreg.gaussian_noise(x, -1.0, seed=1)),
+        (ValueError, "p must be in", lambda: fastreg.gaussian_dropout(x, 1.0, seed=1)),
+        (ValueError, "p must be in", lambda: fastreg.dropout_backward(x, 2.0, seed=1)),
+    ]
+    before = _host(x)
+    for error, match, call in calls:
+        with pytest.raises(error, match=match):
+            call()
+    np.testing.assert_array_equal(_host(x), before)
+    assert bool((out == 7.0).all())
+
+
+def test_dense_bad_input_on_device_modifies_nothing():
+    from test_dense import _bad_backward_calls, _bad_forward_calls, make
+
+    x, W, b, dy = (cp.asarray(a) for a in make((4, 3), 5, 6, np.float64, seed=6))
+    y, z = fastreg.dense_dropout(x, W, b, p=0.5, seed=1, return_preact=True)
+    arrays = (x, W, b, dy, y, z)
+    before = [_host(a) for a in arrays]
+    for error, word, call in _bad_forward_calls(x, W, b) + _bad_backward_calls(dy, x, W, y, z):
+        with pytest.raises(error, match=word):
+            call()
+    for a, saved in zip(arrays, before, strict=True):
+        np.testing.assert_array_equal(_host(a), saved)
+
+
+@pytest.mark.parametrize("per_example", [False, True], ids=["batch", "example"])
+def test_dropconnect_bad_input_on_device(per_example):
+    x, W, b, dy = (cp.asarray(a) for a in (np.ones((3, 4)), np.ones((4, 5)), np.ones(5),
+                                            np.ones((3, 5))))
+    kw = dict(p=0.5, seed=1, per_example=per_example)
+    calls = [
+        (ValueError, r"W must have shape \(4, 5\)", lambda: fastreg.dropconnect(x, W[:3], b, **kw)),
+        (ValueError, r"b must have shape \(5,\)", lambda: fastreg.dropconnect(x, W, b[:4], **kw)),
+        (TypeError, "b=float32", lambda: fastreg.dropconnect(x, W, b.astype(np.float32), **kw)),
+        (ValueError, "p must be in", lambda: fastreg.dropconnect(x, W, b, **{**kw, "p": 1.5})),
+        (ValueError, r"dy must have shape \(3, 5\)",
+         lambda: fastreg.dropconnect_backward(dy[:, :4], x, W, **kw)),
+        (TypeError, "x is a CuPy array, W a NumPy array",
+         lambda: fastreg.dropconnect(x, np.ones((4, 5)), b, **kw)),
+    ]
+    for error, match, call in calls:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_prox_invalid_list_entry_on_device_modifies_nothing():
+    rng = np.random.default_rng(20)
+    shapes = [(3,), (4, 2), (5,)]
+    ws = [cp.asarray(rng.standard_normal(s)) for s in shapes]
+    gs = [cp.asarray(rng.standard_normal(s)) for s in shapes]
+    bufs = [cp.zeros_like(w) for w in ws]
+    ms, vs = [cp.zeros_like(w) for w in ws], [cp.zeros_like(w) for w in ws]
+    before = [_host(a) for a in ws + bufs + ms + vs]
+    calls = [
+        (TypeError, r"grad\[2\]",
+         lambda: fastreg.prox_sgd_(ws, [gs[0], gs[1], gs[2].astype(np.float32)], lr=0.1,
+                                   momentum=0.9, buf=bufs)),
+        (ValueError, r"mask\[1\] must have shape",
+         lambda: fastreg.prox_sgd_(ws, gs, lr=0.1, mask=[None, cp.ones(3, bool), None])),
+        (ValueError, "buf must have 3 entries",
+         lambda: fastreg.prox_sgd_(ws, gs, lr=0.1, momentum=0.9, buf=bufs[:2])),
+        (TypeError, r"grad\[1\] must be a cupy array like w, got a numpy array",
+         lambda: fastreg.prox_sgd_(ws, [gs[0], np.ones((4, 2)), gs[2]], lr=0.1)),
+        (ValueError, r"v\[2\] must have shape",
+         lambda: fastreg.prox_adam_(ws, gs, ms, [vs[0], vs[1], vs[2][:4]], step=1, lr=0.1)),
+        (ValueError, "lr", lambda: fastreg.prox_adam_(ws, gs, ms, vs, step=1, lr=-1.0)),
+        (TypeError, r"w\[2\]",
+         lambda: fastreg.prox_group_lasso_([ws[0], ws[1], ws[2].astype(np.int32)], t=0.1)),
+        (ValueError, "axis", lambda: fastreg.max_norm_(ws, max_norm=1.0, axis=1)),
+    ]
+    for error, match, call in calls:
+        with pytest.raises(error, match=match):
+            call()
+    for a, saved in zip(ws + bufs + ms + vs, before, strict=True):
+        np.testing.assert_array_equal(_host(a), saved)
