@@ -210,6 +210,11 @@ def twin(family: str, name: str) -> ModuleType:
     return _import(f"fastreg._kernels.{family}.{_REGISTRY[name].twin_module}")
 
 
+def backend_array_kind(name: str) -> str:
+    """``"numpy"`` or ``"cupy"``: the kind of array backend ``name`` takes (imports nothing)."""
+    return _REGISTRY[_check_name(name)].array_kind
+
+
 def array_module(name: str) -> ModuleType:
     """``numpy`` or ``cupy``: the array library backend ``name`` computes with."""
     return _import(_REGISTRY[name].array_kind)

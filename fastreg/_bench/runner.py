@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
+from .. import _backends
 from .cases import Case, all_cases
 
 
@@ -427,6 +428,14 @@ def main(
         print(
             f"backend {backend!r} is not available here; available: "
             f"{', '.join(fastreg.available_backends())}",
+            file=progress,
+        )
+        return 2
+    if _backends.backend_array_kind(backend) != "numpy":
+        print(
+            f"backend {backend!r} computes on device arrays, and the benchmark cases time host "
+            "(NumPy) arrays only: GPU cases (device inputs, PyTorch CUDA peers, a device copy "
+            "and cuBLAS as the limits) are not written yet",
             file=progress,
         )
         return 2
