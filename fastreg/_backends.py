@@ -161,18 +161,21 @@ def get_backend() -> str:
     return configured[0] if configured else _default_cpu()
 
 
+def _kinds_by_name(arrays: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(name, array_kind(a)) for name, a in arrays.items() if a is not None]
+
+
 def resolve(backend: str | None, **arrays: Any) -> str:
     """The backend for a call: explicit argument, ``use_backend``, ``set_backend``,
     ``FASTREG_BACKEND``, then the array type. Checks the arrays (by argument name; None for an
     absent one) are all of one kind, the backend's, and names the first that is not."""
-    named = {name: array_kind(a) for name, a in arrays.items() if a is not None}
-    kinds = set(named.values())
+    kinds = {array_kind(a) for a in arrays.values() if a is not None}
     if len(kinds) > 1:
-        first = next(iter(named.items()))
-        other = next((n, k) for n, k in named.items() if k != first[1])
+        (first, first_kind), *rest = _kinds_by_name(arrays)
+        other, other_kind = next((n, k) for n, k in rest if k != first_kind)
         raise TypeError(
             "arrays must all be NumPy arrays or all be CuPy arrays, got a mix of both: "
-            f"{first[0]} is a {_LIBRARY[first[1]]} array, {other[0]} a {_LIBRARY[other[1]]} "
+            f"{first} is a {_LIBRARY[first_kind]} array, {other} a {_LIBRARY[other_kind]} "
             "array (fastreg never copies between host and device implicitly)"
         )
     if backend is not None:
@@ -185,7 +188,7 @@ def resolve(backend: str | None, **arrays: Any) -> str:
         name, source = _default_cpu(), "the default"
     expected = _REGISTRY[name].array_kind
     if kinds and kinds != {expected}:
-        argument, given = next(iter(named.items()))
+        argument, given = _kinds_by_name(arrays)[0]
         raise TypeError(
             f"backend {name!r} (chosen by {source}) takes {expected} arrays, got a {given} "
             f"array for {argument}; fastreg never copies between host and device implicitly"
