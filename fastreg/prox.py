@@ -130,14 +130,15 @@ def prox_sgd_(
 
     Parameters
     ----------
-    w : float32/float64 array, any shape, or a list of such arrays; updated in place
+    w : float32/float64 array (float16 too on cupy), any shape, or a list of such arrays;
+        updated in place
     grad : array of w's shape and dtype (or a list matching w)
     lr, l1, l2 : finite floats >= 0 (the step and the penalty weights)
     momentum : float >= 0; nesterov : bool (needs momentum > 0)
     buf : momentum state, array of w's shape and dtype (zeros before the first step), updated in
         place; required when ``momentum > 0``, untouched when ``momentum == 0``
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
-    backend : "numpy" or "numba"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
     Returns
     -------
@@ -225,7 +226,8 @@ def prox_adam_(
 
     Parameters
     ----------
-    w : float32/float64 array, any shape, or a list of such arrays; updated in place
+    w : float32/float64 array (float16 too on cupy), any shape, or a list of such arrays;
+        updated in place
     grad : array of w's shape and dtype (or a list matching w)
     m, v : first and second moments, arrays of w's shape and dtype (zeros before step 1),
         updated in place
@@ -233,7 +235,7 @@ def prox_adam_(
     lr, eps, l1, l2, weight_decay : finite floats >= 0
     beta1, beta2 : floats in [0, 1)
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
-    backend : "numpy" or "numba"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
     Returns
     -------
@@ -343,10 +345,10 @@ def prox_group_lasso_(
 
     Parameters
     ----------
-    w : float32/float64 array, or a list of arrays; updated in place
+    w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
     t : finite float >= 0, the threshold (``lr * lambda`` for a step of size lr)
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy" or "numba"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
     Returns
     -------
@@ -380,10 +382,10 @@ def max_norm_(
 
     Parameters
     ----------
-    w : float32/float64 array, or a list of arrays; updated in place
+    w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
     max_norm : finite float >= 0
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy" or "numba"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
     Returns
     -------
@@ -413,9 +415,9 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
 
     Parameters
     ----------
-    w : float32/float64 array of any shape and layout, or a list of arrays
+    w : float32/float64 array (float16 too on cupy) of any shape and layout, or a list of arrays
     l1, l2 : finite floats >= 0
-    backend : "numpy" or "numba"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
     Returns
     -------
