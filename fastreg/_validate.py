@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._backends import array_kind
+from ._dtypes import DTYPE_NAMES, is_float
 
 __all__ = [
     "check_array",
@@ -41,8 +42,9 @@ __all__ = [
     "check_writeable",
 ]
 
-_CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_GPU_DTYPES = (np.dtype(np.float16), *_CPU_DTYPES)
+#: The dtypes the fast path of :func:`check_update_arrays` accepts without asking ``_dtypes``
+#: (bfloat16, whose test may import ml_dtypes, takes the full checks).
+_NATIVE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _describe(value: Any) -> str:
@@ -142,16 +144,15 @@ def _is_array(x: Any) -> bool:
 
 
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
-    """``x`` as a floating array: float32/float64 (float16 too for CuPy arrays)."""
+    """``x`` as a floating array of one of SPEC §4's dtypes: float16, bfloat16 (``ml_dtypes``),
+    float32 or float64, on every backend."""
     if not _is_array(x):
         raise TypeError(
             f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
             f"(convert with numpy.asarray first)"
         )
-    allowed = _GPU_DTYPES if array_kind(x) == "cupy" else _CPU_DTYPES
-    if x.dtype not in allowed:
-        names = ", ".join(str(d) for d in allowed)
-        raise TypeError(f"{name} must have dtype {names}; got {x.dtype}")
+    if not is_float(x.dtype):
+        raise TypeError(f"{name} must have dtype {', '.join(DTYPE_NAMES)}; got {x.dtype}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
     if x.ndim < ndim_min:
@@ -338,7 +339,7 @@ def check_update_arrays(
     dtype = getattr(w, "dtype", None)
     if (
         type(w) is np.ndarray
-        and dtype in _CPU_DTYPES
+        and dtype in _NATIVE_DTYPES
         and w.flags.writeable
         and all(type(a) is np.ndarray and a.dtype == dtype and a.shape == w.shape
                 for _, a in inputs)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _backends
+from ._dtypes import from_compute, host_widens, to_compute
 from ._kernels.dense import ACTIVATIONS
 from ._validate import (
     check_array,
@@ -50,7 +53,9 @@ def dense_dropout(
 
     Parameters
     ----------
-    x : float32/float64 array (..., K), any strides (copied to C order once if needed)
+    x : float16/bfloat16/float32/float64 array (..., K), any strides (copied to C order once if
+        needed). float16/bfloat16 compute in float32 (``1/(1-p)`` is cast to the storage type,
+        as in :func:`fastreg.dropout`) and round ``y`` and ``z`` once.
     W : array (K, N) of x's dtype (Keras kernel layout)
     b : array (N,) of x's dtype, optional
     p : float in [0, 1], the drop probability
@@ -91,14 +96,21 @@ def dense_dropout(
     twin = _backends.twin("dense", backend)
     if not training:
         p = 0.0
+    storage = x.dtype
+    scale = dropout_scale(p, storage)
+    if host_widens(_backends.backend_array_kind(backend), storage):
+        # float16/bfloat16 on the CPU: float32 GEMM and epilogue (the storage type's scale,
+        # widened), one rounding of y and z at the end.
+        x, W, b, scale = to_compute(x), to_compute(W), to_compute(b), np.float32(scale)
     y = xp.empty((m, n), dtype=x.dtype)
     z = xp.empty((m, n), dtype=x.dtype) if return_preact else None
     twin.dense_forward(
         x.reshape(m, k), W, b, y, z, activation,
-        k0, k1, SALT_DROPOUT, offset, kernel_threshold(p), dropout_scale(p, x.dtype),
+        k0, k1, SALT_DROPOUT, offset, kernel_threshold(p), scale,
     )  # fmt: skip
     shape = (*x.shape[:-1], n)
-    return (y.reshape(shape), z.reshape(shape)) if return_preact else y.reshape(shape)
+    y = from_compute(y, storage).reshape(shape)
+    return (y, from_compute(z, storage).reshape(shape)) if return_preact else y
 
 
 def dense_dropout_backward(
@@ -172,9 +184,14 @@ def dense_dropout_backward(
         check_required(z, "z", "for activation='gelu' (pass return_preact=True to the forward)")
     backend = _backends.resolve(backend, dy=dy, x=x, W=W, y=y, z=z)
     twin = _backends.twin("dense", backend)
+    storage = x.dtype
+    scale = dropout_scale(p, storage)
+    if host_widens(_backends.backend_array_kind(backend), storage):
+        dy, x, W, y, z = (to_compute(a) for a in (dy, x, W, y, z))
+        scale = np.float32(scale)
     dx, dW, db = twin.dense_backward(
         dy.reshape(m, n), x.reshape(m, k), W, y.reshape(m, n),
         None if z is None else z.reshape(m, n), activation,
-        k0, k1, SALT_DROPOUT, offset, kernel_threshold(p), dropout_scale(p, x.dtype),
+        k0, k1, SALT_DROPOUT, offset, kernel_threshold(p), scale,
     )  # fmt: skip
-    return dx.reshape(x.shape), dW, db
+    return tuple(from_compute(a, storage) for a in (dx.reshape(x.shape), dW, db))

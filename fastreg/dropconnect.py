@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _backends
+from ._dtypes import from_compute, host_widens, to_compute
 from ._elementwise import run_flat
 from ._validate import (
     check_array,
@@ -45,10 +46,20 @@ __all__ = [
 _ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 
 
-def _stream(p: float, seed: Any, offset: Any, dtype: Any) -> tuple[Any, ...]:
-    """Host-derived kernel scalars ``(k0, k1, salt, offset, threshold, scale)``."""
+def _stream(p: float, seed: Any, offset: Any, dtype: Any, compute: Any) -> tuple[Any, ...]:
+    """Host-derived kernel scalars ``(k0, k1, salt, offset, threshold, scale)``: the scale cast
+    to the storage ``dtype``, then to the ``compute`` dtype of the arrays the kernels see."""
     k0, k1 = derive_key(seed)
-    return k0, k1, SALT_DROPCONNECT, offset, kernel_threshold(p), dropout_scale(p, dtype)
+    scale = compute.type(dropout_scale(p, dtype))
+    return k0, k1, SALT_DROPCONNECT, offset, kernel_threshold(p), scale
+
+
+def _widened(backend: str, *arrays: Any) -> tuple[Any, ...]:
+    """The arrays in the dtype the op computes in: float32 copies of float16/bfloat16 NumPy
+    arrays (their one rounding is the op's last step), else the arrays themselves."""
+    if host_widens(_backends.backend_array_kind(backend), arrays[0].dtype):
+        return tuple(to_compute(a) for a in arrays)
+    return arrays
 
 
 def _masked_weight(backend: str, W: Any, stream: tuple[Any, ...]) -> Any:
@@ -86,7 +97,9 @@ def dropconnect(
 
     Parameters
     ----------
-    x : float32/float64 array (..., K); leading dimensions are flattened into the batch ``B``
+    x : float16/bfloat16/float32/float64 array (..., K); leading dimensions are flattened into
+        the batch ``B``. float16/bfloat16 compute in float32 (``1/(1-p)`` cast to the storage
+        type, as in :func:`fastreg.dropout`) and round the result once.
     W : array (K, N) of x's dtype (Keras kernel layout)
     b : array (N,) of x's dtype, optional
     p : float in [0, 1], the drop probability of each weight
@@ -120,21 +133,23 @@ def dropconnect(
     training = check_bool(training, "training")
     backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
+    storage, out_shape = x.dtype, (*x.shape[:-1], n)
+    x, W, b = _widened(backend, x, W, b)
     x2 = _flat(xp, x, m)
-    out_shape = (*x.shape[:-1], n)
     if not training or p == 0.0:
         y = x2 @ W
     elif p == 1.0:
         y = xp.zeros((m, n), dtype=x.dtype)
     elif per_example:
-        stream = _stream(p, seed, offset, x.dtype)
+        stream = _stream(p, seed, offset, storage, x.dtype)
         twin = _backends.twin("dropconnect", backend)
-        return twin.example_forward(x2, xp.ascontiguousarray(W), b, *stream).reshape(out_shape)
+        y = twin.example_forward(x2, xp.ascontiguousarray(W), b, *stream)
+        return from_compute(y, storage).reshape(out_shape)
     else:
-        y = x2 @ _masked_weight(backend, W, _stream(p, seed, offset, x.dtype))
+        y = x2 @ _masked_weight(backend, W, _stream(p, seed, offset, storage, x.dtype))
     if b is not None:
         y += b
-    return y.reshape(out_shape)
+    return from_compute(y, storage).reshape(out_shape)
 
 
 def dropconnect_backward(
@@ -192,15 +207,17 @@ def dropconnect_backward(
     per_example = check_bool(per_example, "per_example")
     backend = _backends.resolve(backend, dy=dy, x=x, W=W)
     xp = _backends.array_module(backend)
+    storage, x_shape = x.dtype, x.shape
+    dy, x, W = _widened(backend, dy, x, W)
     x2, dy2 = _flat(xp, x, m), _flat(xp, dy, m)
-    db = dy2.sum(axis=0)
+    db = from_compute(dy2.sum(axis=0), storage)
     if p == 1.0:
-        return xp.zeros(x.shape, dtype=x.dtype), xp.zeros((k, n), dtype=x.dtype), db
+        return xp.zeros(x_shape, dtype=storage), xp.zeros((k, n), dtype=storage), db
     if p == 0.0:
         dx, dW = dy2 @ W.T, x2.T @ dy2
     elif per_example:
         twin = _backends.twin("dropconnect", backend)
-        stream = _stream(p, seed, offset, x.dtype)
+        stream = _stream(p, seed, offset, storage, x.dtype)
         dx, dW = twin.example_backward(dy2, x2, xp.ascontiguousarray(W), *stream)
     else:
         # One pass over the words masks both W and x.T @ dy (in place), between the two GEMMs:
@@ -210,10 +227,11 @@ def dropconnect_backward(
         masked = xp.empty((k, n), dtype=x.dtype)
         _backends.twin("dropout", backend).dropout_apply_pair(
             xp.ascontiguousarray(W).reshape(-1), masked.reshape(-1), dW.reshape(-1),
-            *_stream(p, seed, offset, x.dtype),
+            *_stream(p, seed, offset, storage, x.dtype),
         )
         dx = dy2 @ masked.T
-    return xp.ascontiguousarray(dx).reshape(x.shape), xp.ascontiguousarray(dW), db
+    dx, dW = from_compute(dx, storage), from_compute(dW, storage)
+    return xp.ascontiguousarray(dx).reshape(x_shape), xp.ascontiguousarray(dW), db
 
 
 def dropconnect_moments(
@@ -251,6 +269,10 @@ def dropconnect_moments(
     p = check_probability(p)
     backend = _backends.resolve(backend, x=x, W=W, b=b)
     xp = _backends.array_module(backend)
+    storage = x.dtype
+    if host_widens(_backends.backend_array_kind(backend), storage):
+        mean, var = dropconnect_moments(*_widened(backend, x, W, b), p=p, backend=backend)
+        return from_compute(mean, storage), from_compute(var, storage)
     x2 = _flat(xp, x, m)
     if p == 1.0:
         mean = xp.zeros((m, n), dtype=x.dtype)
@@ -335,8 +357,13 @@ def dropconnect_inference(
         raise ValueError(
             f"samples must be an int >= 1 for activation={activation!r} (no closed form), got None"
         )
-    mean, var = dropconnect_moments(x, W, b, p=p, backend=backend)
     backend = _backends.resolve(backend, x=x, W=W, b=b)
+    storage = x.dtype
+    if host_widens(_backends.backend_array_kind(backend), storage):
+        wide = dropconnect_inference(*_widened(backend, x, W, b), p=p, activation=activation,
+                                     samples=samples, seed=seed, offset=offset, backend=backend)
+        return from_compute(wide, storage)
+    mean, var = dropconnect_moments(x, W, b, p=p, backend=backend)
     xp = _backends.array_module(backend)
     std = xp.sqrt(var)
     if samples is None:

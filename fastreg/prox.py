@@ -10,7 +10,10 @@ masks) and updates them in one call; everything is validated before the first wr
 error nothing has been modified. Arrays are updated where they live: tensors whose arrays share
 one memory order (all C- or all F-contiguous) are walked in one pass; strided arrays are staged
 in a contiguous copy and written back, so the update still lands in the caller's array.
-Hyper-parameters are combined in float64 on the host and cast once to the arrays' dtype.
+Hyper-parameters are combined in float64 on the host and cast once to the arrays' compute dtype.
+float16/bfloat16 compute in float32 (SPEC §4): on the CPU their arrays are staged in float32
+copies, updated there, and written back rounded once per step (states too); CuPy kernels do the
+same per element.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _backends
+from ._dtypes import compute_dtype, host_widens
 from ._validate import (
     check_array,
     check_axes,
@@ -59,12 +63,16 @@ def _resolve(backend: str | None, **columns: list[Any]) -> str:
     return _backends.resolve(backend, **arrays)
 
 
-def _conform(a: Any, order: str, written: bool, staged: _Staged) -> Any:
+def _conform(a: Any, order: str, written: bool, staged: _Staged, widen: bool = False) -> Any:
     """``a`` itself if contiguous in ``order``, else a contiguous copy (written back later when
-    ``written``): the twins walk a tensor's arrays in one memory order."""
-    if a is None or (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
+    ``written``): the twins walk a tensor's arrays in one memory order. With ``widen``, always a
+    copy in ``a``'s compute dtype (float32 for float16/bfloat16; the write-back rounds once)."""
+    if a is None or (
+        not widen and (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous)
+    ):
         return a
-    copy = a.copy(order=order)  # a method both NumPy and CuPy arrays have
+    # astype/copy with order=: methods both NumPy and CuPy arrays have.
+    copy = a.astype(compute_dtype(a.dtype), order=order) if widen else a.copy(order=order)
     if written:
         staged.append((a, copy))
     return copy
@@ -73,22 +81,26 @@ def _conform(a: Any, order: str, written: bool, staged: _Staged) -> Any:
 def _arrange(
     w: Any, inputs: list[Any], states: list[Any], mask: Any, staged: _Staged
 ) -> tuple[Any, list[Any], list[Any], Any]:
-    """The arrays of one tensor, all C- or all F-contiguous (F only when ``w`` is F-only)."""
+    """The arrays of one tensor, all C- or all F-contiguous (F only when ``w`` is F-only), in
+    their compute dtype (float32 copies of float16/bfloat16 NumPy arrays, written back)."""
     others = (*inputs, *states, mask)
-    if w.flags.c_contiguous and all(a is None or a.flags.c_contiguous for a in others):
-        return w, inputs, states, mask
-    if w.flags.f_contiguous and all(a is None or a.flags.f_contiguous for a in others):
-        return w, inputs, states, mask
-    order = "F" if w.flags.f_contiguous else "C"
+    widen = host_widens(_backends.array_kind(w), w.dtype)
+    if not widen:
+        if w.flags.c_contiguous and all(a is None or a.flags.c_contiguous for a in others):
+            return w, inputs, states, mask
+        if w.flags.f_contiguous and all(a is None or a.flags.f_contiguous for a in others):
+            return w, inputs, states, mask
+    order = "F" if w.flags.f_contiguous and not w.flags.c_contiguous else "C"
     return (
-        _conform(w, order, True, staged),
-        [_conform(a, order, False, staged) for a in inputs],
-        [_conform(a, order, True, staged) for a in states],
+        _conform(w, order, True, staged, widen),
+        [_conform(a, order, False, staged, widen) for a in inputs],
+        [_conform(a, order, True, staged, widen) for a in states],
         _conform(mask, order, False, staged),
     )
 
 
 def _write_back(staged: _Staged) -> None:
+    # A float32 copy of a float16/bfloat16 array is rounded here, once (nearest even).
     for destination, copy in staged:
         destination[...] = copy
 
@@ -130,7 +142,7 @@ def prox_sgd_(
 
     Parameters
     ----------
-    w : float32/float64 array (float16 too on cupy), any shape, or a list of such arrays;
+    w : float16/bfloat16/float32/float64 array, any shape, or a list of such arrays;
         updated in place
     grad : array of w's shape and dtype (or a list matching w)
     lr, l1, l2 : finite floats >= 0 (the step and the penalty weights)
@@ -177,7 +189,7 @@ def prox_sgd_(
     twin = _backends.twin("prox", _resolve(backend, w=ws, grad=grads, buf=bufs, mask=masks))
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
-        t = dtype.type
+        t = compute_dtype(dtype).type
         scalars = (t(lr), t(lr * l1), t(1.0 / (1.0 + 2.0 * lr * l2)), t(momentum), nesterov)
         arranged = []
         for k in members:
@@ -226,7 +238,7 @@ def prox_adam_(
 
     Parameters
     ----------
-    w : float32/float64 array (float16 too on cupy), any shape, or a list of such arrays;
+    w : float16/bfloat16/float32/float64 array, any shape, or a list of such arrays;
         updated in place
     grad : array of w's shape and dtype (or a list matching w)
     m, v : first and second moments, arrays of w's shape and dtype (zeros before step 1),
@@ -289,7 +301,7 @@ def prox_adam_(
     prox = l1 > 0.0 or l2 > 0.0
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
-        scalars = (*(dtype.type(s) for s in host), prox)
+        scalars = (*(compute_dtype(dtype).type(s) for s in host), prox)
         arranged = []
         for k in members:
             wk, (gk,), (mk, vk), keep = _arrange(ws[k], [grads[k]], [ms[k], vs[k]], masks[k],
@@ -326,7 +338,13 @@ def _group_op(w: Any, axis: Any, backend: str | None, kernel: str, param: float)
     twin = _backends.twin("prox", _resolve(backend, w=ws))
     for wk, ak in zip(ws, axes, strict=True):
         staged: _Staged = []
-        getattr(twin, kernel)(_group_rows(wk, ak, staged), param)
+        rows = _group_rows(wk, ak, staged)
+        if host_widens(_backends.array_kind(wk), wk.dtype):
+            wide = rows.astype(compute_dtype(wk.dtype))
+            getattr(twin, kernel)(wide, param)
+            rows[...] = wide  # the one rounding, before any staged copy is written back
+        else:
+            getattr(twin, kernel)(rows, param)
         _write_back(staged)
     return w
 
@@ -345,7 +363,7 @@ def prox_group_lasso_(
 
     Parameters
     ----------
-    w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
+    w : float16/bfloat16/float32/float64 array, or a list of arrays; updated in place
     t : finite float >= 0, the threshold (``lr * lambda`` for a step of size lr)
     axis : int, tuple of ints, or None (the whole array is one group); default 0
     backend : "numpy", "numba" or "cupy"; default per SPEC §2
@@ -382,7 +400,7 @@ def max_norm_(
 
     Parameters
     ----------
-    w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
+    w : float16/bfloat16/float32/float64 array, or a list of arrays; updated in place
     max_norm : finite float >= 0
     axis : int, tuple of ints, or None (the whole array is one group); default 0
     backend : "numpy", "numba" or "cupy"; default per SPEC §2
@@ -415,7 +433,7 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
 
     Parameters
     ----------
-    w : float32/float64 array (float16 too on cupy) of any shape and layout, or a list of arrays
+    w : float16/bfloat16/float32/float64 array of any shape and layout, or a list of arrays
     l1, l2 : finite floats >= 0
     backend : "numpy", "numba" or "cupy"; default per SPEC §2
 
@@ -442,6 +460,8 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
     twin = _backends.twin("prox", _resolve(backend, w=ws))
     total = 0.0
     for wk in ws:
+        if host_widens(_backends.array_kind(wk), wk.dtype):
+            wk = wk.astype(compute_dtype(wk.dtype))  # exact; the sums are float64 anyway
         sum_abs, sum_squares = twin.abs_square_sums(wk)
         total += (l1 * sum_abs if l1 else 0.0) + (l2 * sum_squares if l2 else 0.0)
     return total

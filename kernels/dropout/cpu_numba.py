@@ -19,6 +19,7 @@ from numba import njit, prange
 
 from ..philox.constants import MASK32, SALT_GAUSSIAN
 from ..philox.cpu_numba import box_muller, fill_words
+from ..storage16 import bf16_to_f32, bits_view, f16_to_f32, f32_to_bf16, f32_to_f16, f64_to_f32_odd
 
 _U = np.uint64
 #: Philox blocks per tile: 8192 words (32 KiB). Measured dropout 4M f32 on 2 threads: 0.51 ns
@@ -87,6 +88,38 @@ def _select_in_place(a, bits, threshold, scale):
         a[t] = v if bits[t] >= threshold else zero
 
 
+# float16/bfloat16 (SPEC §4's storage types) natively: the uint16 bits are read, widened to
+# float32, multiplied, rounded once and written back, in the same one pass over memory as
+# float32 (half its bytes); no float32 copy of the array exists. One loop per format, the flag
+# tested outside it, so each loop is branch-free and vectorizes.
+
+
+@njit(cache=True)
+def _select16(x, out, bits, threshold, scale, bf16):
+    zero = np.uint16(0)
+    if bf16:
+        for t in range(x.size):
+            v = f32_to_bf16(bf16_to_f32(x[t]) * scale)
+            out[t] = v if bits[t] >= threshold else zero
+    else:
+        for t in range(x.size):
+            v = f32_to_f16(f16_to_f32(x[t]) * scale)
+            out[t] = v if bits[t] >= threshold else zero
+
+
+@njit(cache=True)
+def _select16_in_place(a, bits, threshold, scale, bf16):
+    zero = np.uint16(0)
+    if bf16:
+        for t in range(a.size):
+            v = f32_to_bf16(bf16_to_f32(a[t]) * scale)
+            a[t] = v if bits[t] >= threshold else zero
+    else:
+        for t in range(a.size):
+            v = f32_to_f16(f16_to_f32(a[t]) * scale)
+            a[t] = v if bits[t] >= threshold else zero
+
+
 @njit(cache=True)
 def _compare(out, bits, threshold):
     for t in range(out.size):
@@ -138,6 +171,19 @@ def _apply_parallel(x, out, g, in_place, k0, k1, salt, offset, threshold, scale,
         _apply_tiles(x, out, g, in_place, k0, k1, salt, offset, threshold, scale, t0, t1)
 
 
+@njit(cache=True)
+def _apply16_tiles(x, out, in_place, bf16, k0, k1, salt, offset, threshold, scale, t0, t1):
+    """:func:`_apply_tiles` on the uint16 bits of float16 (``bf16`` False) or bfloat16 arrays,
+    ``scale`` the storage type's scale widened to float32; tiles ``[t0, t1)``."""
+    bits = np.empty(4 * TILE, dtype=np.uint32)
+    for tile in range(t0, t1):
+        base, m = _fill_tile(bits, tile, 4, x.size, salt, offset, k0, k1)
+        if in_place:
+            _select16_in_place(out[base : base + m], bits[:m], threshold, scale, bf16)
+        else:
+            _select16(x[base : base + m], out[base : base + m], bits[:m], threshold, scale, bf16)
+
+
 # error_model="numpy": Box-Muller's division cannot be by zero, and the "python" model's check
 # would keep the loop scalar.
 @njit(cache=True, error_model="numpy")
@@ -164,6 +210,38 @@ def _gaussian_parallel(x, out, k0, k1, offset, additive, multiplicative, ntiles)
     for task in prange(ntasks):
         t0, t1 = _task_tiles(task, per_task, ntiles)
         _gaussian_tiles(x, out, k0, k1, offset, additive, multiplicative, t0, t1)
+
+
+@njit(cache=True, error_model="numpy")
+def _gaussian16_tile(x, out, words, additive, multiplicative, bf16):
+    # The float64 result is rounded to float32 to odd, then to the storage type: one rounding.
+    if bf16:
+        for t in range(x.size):
+            v = np.float64(bf16_to_f32(x[t]))
+            r = v + (additive + multiplicative * v) * box_muller(words[2 * t], words[2 * t + 1])
+            out[t] = f32_to_bf16(f64_to_f32_odd(r))
+    else:
+        for t in range(x.size):
+            v = np.float64(f16_to_f32(x[t]))
+            r = v + (additive + multiplicative * v) * box_muller(words[2 * t], words[2 * t + 1])
+            out[t] = f32_to_f16(f64_to_f32_odd(r))
+
+
+@njit(cache=True)
+def _gaussian16_tiles(x, out, bf16, k0, k1, offset, additive, multiplicative, t0, t1):
+    """:func:`_gaussian_tiles` on the uint16 bits of float16/bfloat16 arrays."""
+    salt = _U(SALT_GAUSSIAN)
+    words = np.empty(4 * TILE, dtype=np.uint32)
+    for tile in range(t0, t1):
+        base, m = _fill_tile(words, tile, 2, x.size, salt, offset, k0, k1)
+        _gaussian16_tile(x[base : base + m], out[base : base + m], words, additive,
+                         multiplicative, bf16)
+
+
+def _parallel_for(body, nunits: int, *args, work: int) -> None:
+    """Stand-in for ``fastreg._runtime.parallel_for`` (issue 14) until it lands: every unit on
+    the calling thread."""
+    body(*args, 0, nunits)
 
 
 def _run(tiles, parallel, work, ntiles, *args) -> None:
@@ -194,25 +272,39 @@ def _apply(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
     # x and out are one buffer or disjoint (the API reads partial overlaps from a copy), so
     # NumPy's bounds check answers "in place?" (0.3 us against 2.7 for comparing .ctypes.data).
     in_place = np.may_share_memory(x, out)
+    if x.dtype.itemsize == 2:  # float16/bfloat16; g is never 16-bit (the API widens DropConnect)
+        (xb, bf16), (ob, _) = bits_view(x), bits_view(out)
+        args16 = (xb, ob, in_place, bf16, _U(k0), _U(k1), _U(salt), _U(offset),
+                  np.uint32(threshold), np.float32(scale))
+        _parallel_for(_apply16_tiles, _tile_count(4, x.size), *args16, work=x.size)
+        return
     args = (x, out, g, in_place, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
     _run(_apply_tiles, _apply_parallel, x.size + g.size, _tile_count(4, x.size), *args)
 
 
 def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
-    """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select)."""
+    """``out[i] = x[i] * scale`` if ``bits(i) >= threshold`` else ``+0.0`` (a select). float16
+    and bfloat16 compute in float32 (``scale`` is the storage type's, widened) and round once."""
     _apply(x, out, out[:0], k0, k1, salt, offset, threshold, scale)
 
 
 def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
     """``dropout_apply(x, out)`` and ``dropout_apply(g, g)`` under one mask, in one pass over
     the words: ``out[i] = x[i] * scale`` and ``g[i] = g[i] * scale`` where ``bits(i) >=
-    threshold``, ``+0.0`` elsewhere. ``g`` overlaps neither ``x`` nor ``out``."""
+    threshold``, ``+0.0`` elsewhere. ``g`` overlaps neither ``x`` nor ``out``. float32/float64
+    only (DropConnect, its one caller, computes 16-bit types in float32)."""
     _apply(x, out, g, k0, k1, salt, offset, threshold, scale)
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
     """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
-    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    (Box-Muller, salt 2), evaluated in float64 and cast once (float16/bfloat16 too: rounded
+    once from float64)."""
+    if x.dtype.itemsize == 2:
+        (xb, bf16), (ob, _) = bits_view(x), bits_view(out)
+        args16 = (xb, ob, bf16, _U(k0), _U(k1), _U(offset), float(additive), float(multiplicative))
+        _parallel_for(_gaussian16_tiles, _tile_count(2, x.size), *args16, work=8 * x.size)
+        return
     args = (x, out, _U(k0), _U(k1), _U(offset), float(additive), float(multiplicative))
     # A normal costs ~8x a dropout select: the same launch cost pays off 8x sooner.
     _run(_gaussian_tiles, _gaussian_parallel, 8 * x.size, _tile_count(2, x.size), *args)
