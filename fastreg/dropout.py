@@ -82,7 +82,9 @@ def dropout(
 
     Parameters
     ----------
-    x : float32/float64 array (float16 too on cupy), any shape and strides
+    x : float16/bfloat16/float32/float64 array, any shape and strides. float16 and bfloat16
+        (``ml_dtypes.bfloat16``) compute ``x * scale`` in float32 with ``scale`` cast to their
+        type, and round once (nearest even); the mask is float32's.
     p : float in [0, 1], the drop probability
     seed : int in [0, 2**64); offset : int in [0, 2**32), the call index
     training : bool; when False the op is the identity
@@ -212,7 +214,8 @@ def gaussian_noise(
     """Additive Gaussian noise: ``y[i] = x[i] + stddev * n(i)`` (Keras ``GaussianNoise``).
 
     ``n(i)`` is the salt-2 Box-Muller stream of SPEC §3, computed in float64 on the CPU and cast
-    once. ``training=False`` returns ``x`` itself.
+    once (float16/bfloat16 too: one rounding from float64). ``training=False`` returns ``x``
+    itself.
 
     Parameters
     ----------

@@ -54,6 +54,34 @@ def _dropout_setup(n: int, dtype: Any) -> Callable[[str], dict[str, Callable[[],
     return setup
 
 
+def _dropout16_setup(n: int, dtype: Any) -> Callable[[str], dict[str, Callable[[], Any]]]:
+    """float16/bfloat16 dropout (SPEC §4's storage types): it moves half the bytes of float32.
+    Peers: fastreg on the same values in float32 (``f32``) and ``torch.nn.functional.dropout``
+    on a tensor of the same 16-bit type sharing the buffer."""
+
+    def setup(backend: str) -> dict[str, Callable[[], Any]]:
+        if dtype == "bfloat16":  # ml_dtypes is optional: imported when this case runs
+            import ml_dtypes
+
+            x = _inputs(n, ml_dtypes.bfloat16)
+        else:
+            x = _inputs(n, dtype)
+        x32 = x.astype(np.float32)
+        contenders: dict[str, Callable[[], Any]] = {
+            "fastreg": lambda: dropout(x, _P, seed=7, backend=backend),
+            "f32": lambda: dropout(x32, _P, seed=7, backend=backend),
+        }
+        if (torch := torch_or_none()) is not None:
+            # torch.from_numpy knows no ml_dtypes type: share the bits as int16 and reinterpret.
+            bits = torch.from_numpy(x.view(np.int16))
+            xt = bits.view(torch.bfloat16 if x.dtype.name == "bfloat16" else torch.float16)
+            contenders["torch"] = lambda: torch.nn.functional.dropout(xt, _P, training=True)
+        contenders["copy"] = _copy_limit(x.view(np.uint16))
+        return contenders
+
+    return setup
+
+
 def _dropout_backward_setup(n: int, dtype: Any) -> Callable[[str], dict[str, Callable[[], Any]]]:
     def setup(backend: str) -> dict[str, Callable[[], Any]]:
         dy = _inputs(n, dtype)
@@ -121,6 +149,18 @@ CASES: list[Case] = [
         goals={"torch": 20.0, "copy": 3.0},
     ),
     _case("dropout 64k f32", _dropout_setup(1 << 16, np.float32), 1 << 16, np.float32),
+    *(
+        Case(
+            name=f"dropout 4M {label}",
+            family="dropout",
+            setup=_dropout16_setup(_M, dtype),
+            limit="copy",
+            peers=("f32", "torch"),
+            bytes_moved=2 * _M * 2,  # read x, write y: 2 bytes each
+            quick=False,
+        )
+        for label, dtype in (("bf16", "bfloat16"), ("f16", np.float16))
+    ),
     _case(
         "dropout_backward 4M f32",
         _dropout_backward_setup(_M, np.float32),
