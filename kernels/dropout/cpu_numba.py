@@ -144,7 +144,9 @@ def _apply_parallel(x, out, g, in_place, k0, k1, salt, offset, threshold, scale,
 def _gaussian_tile(x, out, words, additive, multiplicative):
     for t in range(x.size):
         v = np.float64(x[t])
-        out[t] = v + (additive + multiplicative * v) * box_muller(words[2 * t], words[2 * t + 1])
+        n = box_muller(words[2 * t], words[2 * t + 1])
+        # Both forms and a select: the call-uniform choice costs two operations per element.
+        out[t] = v + additive * n if multiplicative == 0.0 else v * (1.0 + multiplicative * n)
 
 
 @njit(cache=True)
@@ -211,8 +213,9 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
-    """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
-    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
+    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     args = (x, out, _U(k0), _U(k1), _U(offset), float(additive), float(multiplicative))
     # A normal costs ~8x a dropout select: the same launch cost pays off 8x sooner.
     _run(_gaussian_tiles, _gaussian_parallel, 8 * x.size, _tile_count(2, x.size), *args)
