@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_gaussian_close
 
 import fastreg
 from fastreg.random import dropout_scale, kernel_threshold
@@ -194,14 +195,18 @@ def test_gaussian_ops_match_numpy(launch, dtype, shape):
         np.testing.assert_allclose(_host(gpu).astype(np.float64), ref, rtol=rtol, atol=rtol)
 
 
-def test_gaussian_twin_within_a_few_ulp_in_float64(launch):
+@pytest.mark.parametrize(("additive", "multiplicative"), [(0.25, 0.0), (0.0, 1.5)])
+def test_gaussian_twin_within_the_error_bound_in_float64(launch, additive, multiplicative):
     n = 50_001
     x = _data(n, np.float64)
+    x[:4] = [np.inf, -np.inf, np.nan, -0.0]
     expected = np.empty_like(x)
-    dropout_ref.gaussian_apply(x, expected, 5, 6, 3, 0.25, 1.5)
+    dropout_ref.gaussian_apply(x, expected, 5, 6, 3, additive, multiplicative)
     out = cp.empty(n, np.float64)
-    dropout_gpu.gaussian_apply(cp.asarray(x), out, 5, 6, 3, 0.25, 1.5)
-    np.testing.assert_array_max_ulp(_host(out), expected, maxulp=8)
+    dropout_gpu.gaussian_apply(cp.asarray(x), out, 5, 6, 3, additive, multiplicative)
+    # the formula's bound (libdevice's log/cos differ from NumPy's by a few ulp), not an ulp
+    # bound on x + s*n, which is ill-conditioned where the two cancel
+    assert_gaussian_close(_host(out), expected, x)
 
 
 def test_keep_rate_is_binomial():
