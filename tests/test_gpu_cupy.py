@@ -319,6 +319,19 @@ def test_group_ops_match_numpy(launch, dtype, axis):
         assert not np.isnan(_host(gpu)).any()
 
 
+@pytest.mark.parametrize("magnitude", [1e200, 1e-200, 1e300])
+def test_group_norms_are_scaled_where_squares_overflow_or_underflow(launch, magnitude):
+    # Squares of 1e200 overflow to inf (the group was zeroed); of 1e-200, underflow to 0.
+    col = np.array([3.0, 4.0, 0.0]) * magnitude
+    norm = 5.0 * magnitude
+    for op, kwargs, want in ((fastreg.max_norm_, {"max_norm": norm / 2}, col / 2),
+                             (fastreg.prox_group_lasso_, {"t": 0.0}, col)):
+        gpu = cp.asarray(np.stack([col, col], axis=1))
+        op(gpu, axis=0, **kwargs)
+        np.testing.assert_allclose(_host(gpu), np.stack([want, want], axis=1), rtol=1e-15,
+                                   atol=0)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
 def test_penalty_matches_numpy(dtype):
     ws, _ = _prox_tensors(dtype)
