@@ -106,8 +106,12 @@ def _select_axpy_dot(kb, threshold, g, w, gw, xe):
     total = zero
     for j in range(g.size):
         keep = kb[j] >= threshold
-        gw[j] += xe * g[j] if keep else zero
-        total += g[j] * w[j] if keep else zero
+        # Products first, then a select: a product inside the conditional expression becomes a
+        # branch that LLVM leaves scalar (5.1 against 0.21 ns per element).
+        gx = xe * g[j]
+        gwj = g[j] * w[j]
+        gw[j] = gw[j] + (gx if keep else zero)
+        total = total + (gwj if keep else zero)
     return total
 
 
