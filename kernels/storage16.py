@@ -7,9 +7,9 @@ exact against NumPy's and ml_dtypes' casts, checked on all 2**16 inputs of the w
 2**32 of the roundings (tests/test_dtypes16.py keeps every tie class and a random million):
 round to nearest even, overflow to inf, NaN stays NaN (quieted; the sign is kept).
 
-Why not LLVM's ``half`` type (``fpext``/``fptrunc``): on a CPU without F16C it calls compiler-rt's
-``__truncsfhf2``, which Numba does not link (a segfault with ``NUMBA_CPU_NAME=generic``). The
-integer forms run on any CPU.
+float16 uses LLVM's ``half`` conversions (one F16C instruction) when the target has F16C; without
+it LLVM would call compiler-rt's ``__truncsfhf2``, which Numba does not link (a segfault with
+``NUMBA_CPU_NAME=generic``), so the integer forms (``*_portable``) are compiled instead.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ __all__ = [
     "bits_view",
     "f16_to_f32",
     "f32_to_bf16",
+    "f16_to_f32_portable",
     "f32_to_f16",
+    "f32_to_f16_portable",
     "f64_to_f32_odd",
 ]
 
@@ -94,55 +96,97 @@ def f32_to_bf16(typingctx, f):
     return types.uint16(types.float32), codegen
 
 
-@intrinsic
-def f16_to_f32(typingctx, h):
-    """The float32 value of float16 bits ``h`` (uint16), exact: the exponent rebased by 112;
+def _f16_to_f32_ir(builder, h):
+    """The float32 value of float16 bits ``h`` (i16), exact: the exponent rebased by 112;
     inf/NaN exponents to 255; subnormals normalized by a float32 subtraction of 2**-14
     (F. Giesen's method)."""
+    h32 = builder.zext(h, _I32)
+    o = builder.shl(builder.and_(h32, _c(0x7FFF)), _c(13))
+    exponent = builder.and_(o, _c(0x0F800000))
+    subnormal = builder.bitcast(
+        builder.fsub(builder.bitcast(builder.add(o, _c(113 << 23)), _F32),
+                     ir.Constant(_F32, 2.0**-14)),
+        _I32,
+    )
+    r = _select_chain(builder, [
+        (builder.icmp_unsigned("==", exponent, _c(0x0F800000)), builder.add(o, _c(224 << 23))),
+        (builder.icmp_unsigned("==", exponent, _c(0)), subnormal),
+    ], builder.add(o, _c(112 << 23)))
+    sign = builder.shl(builder.and_(h32, _c(0x8000)), _c(16))
+    return builder.bitcast(builder.or_(r, sign), _F32)
+
+
+def _f32_to_f16_ir(builder, f):
+    """``f`` (float) rounded to float16 (nearest even), as i16 bits: normals by the integer
+    rounding of :func:`f32_to_bf16` at bit 13 with the exponent rebased; below 2**-14 by a
+    float32 add of 0.5 that rounds the subnormal mantissa into the low bits; from 65520 (bits
+    ``143 << 23``) inf; NaN quieted (F. Giesen's method)."""
+    u = builder.bitcast(f, _I32)
+    sign = builder.and_(builder.lshr(u, _c(16)), _c(0x8000))
+    a = builder.and_(u, _c(0x7FFFFFFF))
+    nan = builder.fcmp_unordered("uno", f, f)
+    top = builder.select(nan, _c(0x7E00), _c(0x7C00))
+    subnormal = builder.sub(
+        builder.bitcast(builder.fadd(builder.bitcast(a, _F32), ir.Constant(_F32, 0.5)), _I32),
+        _c(126 << 23),
+    )
+    odd = builder.and_(builder.lshr(a, _c(13)), _c(1))
+    normal = builder.lshr(
+        builder.add(builder.add(builder.sub(a, _c(112 << 23)), _c(0xFFF)), odd), _c(13)
+    )
+    r = _select_chain(builder, [
+        (builder.icmp_signed(">=", a, _c(143 << 23)), top),
+        (builder.icmp_signed("<", a, _c(113 << 23)), subnormal),
+    ], normal)
+    return builder.trunc(builder.or_(r, sign), _I16)
+
+
+def _has_f16c(context) -> bool:
+    """Whether the code is compiled for x86 with F16C (``vcvtph2ps``/``vcvtps2ph``): then
+    LLVM's ``half`` conversions are single instructions. The feature string is the one the
+    target machine (and Numba's cache key) uses: empty for ``NUMBA_CPU_NAME=generic``."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+f16c" in features.split(",")
+
+
+@intrinsic
+def f16_to_f32_portable(typingctx, h):
+    """The float32 value of float16 bits ``h`` (uint16) by integer arithmetic (any CPU)."""
     def codegen(context, builder, signature, args):
-        h32 = builder.zext(args[0], _I32)
-        o = builder.shl(builder.and_(h32, _c(0x7FFF)), _c(13))
-        exponent = builder.and_(o, _c(0x0F800000))
-        subnormal = builder.bitcast(
-            builder.fsub(builder.bitcast(builder.add(o, _c(113 << 23)), _F32),
-                         ir.Constant(_F32, 2.0**-14)),
-            _I32,
-        )
-        r = _select_chain(builder, [
-            (builder.icmp_unsigned("==", exponent, _c(0x0F800000)), builder.add(o, _c(224 << 23))),
-            (builder.icmp_unsigned("==", exponent, _c(0)), subnormal),
-        ], builder.add(o, _c(112 << 23)))
-        sign = builder.shl(builder.and_(h32, _c(0x8000)), _c(16))
-        return builder.bitcast(builder.or_(r, sign), _F32)
+        return _f16_to_f32_ir(builder, args[0])
+
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def f32_to_f16_portable(typingctx, f):
+    """``f`` rounded to float16 bits (uint16) by integer arithmetic (any CPU)."""
+    def codegen(context, builder, signature, args):
+        return _f32_to_f16_ir(builder, args[0])
+
+    return types.uint16(types.float32), codegen
+
+
+@intrinsic
+def f16_to_f32(typingctx, h):
+    """The float32 value of float16 bits ``h`` (uint16), exact: F16C's ``vcvtph2ps`` where the
+    target has it, else :func:`f16_to_f32_portable`'s arithmetic."""
+    def codegen(context, builder, signature, args):
+        if _has_f16c(context):
+            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), _F32)
+        return _f16_to_f32_ir(builder, args[0])
 
     return types.float32(types.uint16), codegen
 
 
 @intrinsic
 def f32_to_f16(typingctx, f):
-    """``f`` rounded to float16 (nearest even), as uint16 bits: normals by the integer rounding
-    of :func:`f32_to_bf16` at bit 13 with the exponent rebased; below 2**-14 by a float32 add
-    of 0.5 that rounds the subnormal mantissa into the low bits; from 65520 (bits ``143 << 23``)
-    inf; NaN quieted (F. Giesen's method)."""
+    """``f`` rounded to float16 bits (uint16), nearest even: F16C's ``vcvtps2ph`` where the
+    target has it, else :func:`f32_to_f16_portable`'s arithmetic."""
     def codegen(context, builder, signature, args):
-        u = builder.bitcast(args[0], _I32)
-        sign = builder.and_(builder.lshr(u, _c(16)), _c(0x8000))
-        a = builder.and_(u, _c(0x7FFFFFFF))
-        nan = builder.fcmp_unordered("uno", args[0], args[0])
-        top = builder.select(nan, _c(0x7E00), _c(0x7C00))
-        subnormal = builder.sub(
-            builder.bitcast(builder.fadd(builder.bitcast(a, _F32), ir.Constant(_F32, 0.5)), _I32),
-            _c(126 << 23),
-        )
-        odd = builder.and_(builder.lshr(a, _c(13)), _c(1))
-        normal = builder.lshr(
-            builder.add(builder.add(builder.sub(a, _c(112 << 23)), _c(0xFFF)), odd), _c(13)
-        )
-        r = _select_chain(builder, [
-            (builder.icmp_signed(">=", a, _c(143 << 23)), top),
-            (builder.icmp_signed("<", a, _c(113 << 23)), subnormal),
-        ], normal)
-        return builder.trunc(builder.or_(r, sign), _I16)
+        if _has_f16c(context):
+            return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), _I16)
+        return _f32_to_f16_ir(builder, args[0])
 
     return types.uint16(types.float32), codegen
 

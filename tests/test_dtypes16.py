@@ -93,25 +93,30 @@ def test_dtype_table():
 # --- the Numba conversions -------------------------------------------------------------------
 
 
-def _conversion_kernels():
+def _conversion_kernels(portable):
+    """Loops over the Numba conversions; ``portable`` picks float16's integer forms instead of
+    the F16C instructions a machine with F16C compiles (both must be exact)."""
     numba = pytest.importorskip("numba")
     from fastreg._kernels import storage16 as s
+
+    to32 = s.f16_to_f32_portable if portable else s.f16_to_f32
+    to16 = s.f32_to_f16_portable if portable else s.f32_to_f16
 
     @numba.njit
     def widen(h, out, bf16):
         for t in range(h.size):
-            out[t] = s.bf16_to_f32(h[t]) if bf16 else s.f16_to_f32(h[t])
+            out[t] = s.bf16_to_f32(h[t]) if bf16 else to32(h[t])
 
     @numba.njit
     def narrow(f, out, bf16):
         for t in range(f.size):
-            out[t] = s.f32_to_bf16(f[t]) if bf16 else s.f32_to_f16(f[t])
+            out[t] = s.f32_to_bf16(f[t]) if bf16 else to16(f[t])
 
     @numba.njit
     def narrow_from_f64(d, out, bf16):
         for t in range(d.size):
             f = s.f64_to_f32_odd(d[t])
-            out[t] = s.f32_to_bf16(f) if bf16 else s.f32_to_f16(f)
+            out[t] = s.f32_to_bf16(f) if bf16 else to16(f)
 
     return widen, narrow, narrow_from_f64
 
@@ -123,8 +128,11 @@ def _same_bits_or_both_nan(got_bits, expected, dtype):
     np.testing.assert_array_equal(got_bits[~nan], expected.view(np.uint16)[~nan])
 
 
-def test_conversions_match_numpy_and_ml_dtypes(dtype16):
-    widen, narrow, narrow_from_f64 = _conversion_kernels()
+# bfloat16 has one form (integer arithmetic on every CPU); float16 has two.
+@pytest.mark.parametrize(("dtype16", "portable"), [(F16, False), (F16, True), (BF16, False)],
+                         ids=["f16-native", "f16-portable", "bf16"])
+def test_conversions_match_numpy_and_ml_dtypes(dtype16, portable):
+    widen, narrow, narrow_from_f64 = _conversion_kernels(portable)
     bf16 = dtype16 == BF16
     # Widening: all 2**16 inputs, bit for bit (NaN stays NaN).
     h = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
