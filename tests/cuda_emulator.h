@@ -44,6 +44,14 @@ struct dim3 {
     unsigned x = 1, y = 1, z = 1;
 };
 
+// CUDA's built-in vector types that kernels use, with the device's size and alignment.
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+
 namespace fr_emu {
 
 inline dim3 thread_index, block_index, block_dim, grid_dim;

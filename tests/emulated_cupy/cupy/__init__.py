@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import cuda
+from . import random as random  # cupy.random
 
 __version__ = "0.0.0+fastreg-emulated"
 _HOST_OK = "cupy.asarray() (or cupy.array()) copies a NumPy array to the device"
