@@ -132,3 +132,11 @@ def allocated(size: int) -> None:
 
 
 memory_hook = types.SimpleNamespace(MemoryHook=MemoryHook)
+
+
+def set_allocator(allocator: Any = None) -> None:
+    """Memory-pool switches: the host's allocator is the only one here."""
+
+
+def set_pinned_memory_allocator(allocator: Any = None) -> None:
+    pass
