@@ -168,3 +168,32 @@ def test_tiny_gpu_cases_run_every_contender_on_the_emulated_device(tmp_path, pyt
         assert not result["failed"] and not result["missing"], result["name"]
         assert set(result["timings"]) == {"fastreg", *result["peers"], result["limit"]}
         assert all(t["number"] == 1 for t in result["timings"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(cuda_emulator.compiler() is None, reason="no host C++ compiler")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the emulator needs ucontext")
+def test_gpu_smoke_launches_every_kernel_on_the_emulated_device(tmp_path, pytestconfig):
+    """bench/gpu_smoke.py (what compute-sanitizer runs on a GPU) reaches every kernel of every
+    .cu file, in every dtype; it exits 1 naming any it missed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(TESTS / "emulated_cupy"), str(TESTS), str(pytestconfig.rootpath),
+         env.get("PYTHONPATH", "")]
+    )
+    env["FASTREG_EMULATOR_CACHE"] = str(tmp_path)
+    smoke = pytestconfig.rootpath / "bench" / "gpu_smoke.py"
+    done = subprocess.run([sys.executable, str(smoke)], cwd=pytestconfig.rootpath, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    for family in ("philox", "dropout", "dense", "dropconnect", "prox"):
+        assert f"{family}: " in done.stdout and "never launched" not in done.stdout
+
+
+def test_gpu_check_script_is_valid_bash(pytestconfig):
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    script = pytestconfig.rootpath / "bench" / "gpu_check.sh"
+    assert os.access(script, os.X_OK)
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
