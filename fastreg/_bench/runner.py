@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
-from .. import _backends
+from .. import _backends, _runtime
+from . import processes
 from .cases import Case, all_cases
 
 
@@ -356,10 +357,9 @@ def format_table(results: Sequence[Result], backend: str, device: str | None = N
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
 
-    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     out = [
-        f"fastreg bench (backend {backend}, OMP_WAIT_POLICY {policy}); "
-        "ratios are medians taken in the same run",
+        f"fastreg bench (backend {backend}); ratios are medians taken in the same run",
+        *runtime_header_lines(),
         "",
     ]
     if device is not None:
@@ -374,6 +374,17 @@ def format_table(results: Sequence[Result], backend: str, device: str | None = N
         summary += f"; cases with errors: {', '.join(errors)}"
     out.append(summary)
     return "\n".join(out)
+
+
+def runtime_header_lines() -> list[str]:
+    """The CPU runtime, its thread count and the threading variables as found (none is set by
+    the bench: it measures the environment it is given)."""
+    runtime = _runtime.describe()
+    found = [f"{k}={v}" for k, v in runtime["environment"].items() if v is not None]
+    return [
+        f"runtime: {runtime['runtime']}, {runtime['threads']} threads; "
+        f"environment: {' '.join(found) or 'no threading variable set'}",
+    ]
 
 
 def _cpu_model() -> str:
@@ -421,14 +432,9 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "versions": package_versions(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "runtime": _runtime.describe(),
+        "fastreg_threads": _runtime.get_num_threads(),
     }
-    try:
-        import numba
-
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        info["numba_threads"] = None
     try:
         import torch
 
@@ -483,7 +489,9 @@ def main(
                                  filters=filters)
         if case.arrays == kind
     ]
-    if not selected:
+    # The fresh-process cases time host arrays (the MLP train step): host backends only.
+    host_processes = kind == "numpy" and _process_case_selected(filters, cases is not None)
+    if not selected and not host_processes:
         print(f"no benchmark case matches backend={backend!r} (arrays {kind}) quick={quick} "
               f"filters={list(filters)}", file=progress)
         return 1
@@ -502,9 +510,35 @@ def main(
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
+    fresh = _run_process_cases(quick, filters, cases is not None, out, progress) if host_processes \
+        else []
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(to_json(results, backend, settings, device), handle, indent=2)
+            data = to_json(results, backend, settings, device)
+            data["process_cases"] = [processes.to_json(r) for r in fresh]
+            json.dump(data, handle, indent=2)
             handle.write("\n")
         print(f"wrote {json_path}", file=progress)
-    return 1 if any(result.error for result in results) else 0
+    failed = any(result.error for result in results) or any(r.error for r in fresh)
+    return 1 if failed else 0
+
+
+def _process_case_selected(filters: Sequence[str], custom_cases: bool) -> bool:
+    if custom_cases or not processes.available():
+        return False
+    haystack = f"torch {processes.MLP_NAME}".lower()
+    return not filters or any(f.lower() in haystack for f in filters)
+
+
+def _run_process_cases(quick: bool, filters: Sequence[str], custom_cases: bool, out: TextIO,
+                       progress: TextIO) -> list[processes.ProcessResult]:
+    """The fresh-process cases (:mod:`fastreg._bench.processes`) the filters select: 2 rounds
+    with ``--quick``, else 5."""
+    if not _process_case_selected(filters, custom_cases):
+        return []
+    rounds = 2 if quick else 5
+    print(f"[fresh processes] {processes.MLP_NAME}: {rounds} rounds", file=progress)
+    result = processes.run_mlp(rounds=rounds)
+    print("", file=out)
+    print("\n".join(processes.format_result(result)), file=out)
+    return [result]
