@@ -77,8 +77,9 @@ void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offse
     }                                                                                            \
     void fr_host_gaussian_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,         \
                                    fr_u32 offset, double additive, double multiplicative) {     \
-        for (fr_u64 b = (n + 1) >> 1; b-- > 0;)                                                  \
-            fr_gaussian_block(x, out, n, b, k0, k1, offset, additive, multiplicative);          \
+        const bool vector = fr_quad_aligned(x) && fr_quad_aligned(out);                         \
+        for (fr_u64 q = (n + 3) >> 2; q-- > 0;)                                                  \
+            fr_gaussian_quad(x, out, n, q, k0, k1, offset, additive, multiplicative, vector);   \
     }
 FR_HOST_DROPOUT(f32, float)
 FR_HOST_DROPOUT(f64, double)

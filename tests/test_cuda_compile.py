@@ -145,7 +145,7 @@ def test_nvcc_compiles_each_family(cubins, path, arch):
 #: vector access each element type compiles to: 16 bytes (float32, and float64 as two halves),
 #: 8 bytes (the 16-bit types), 4 bytes (mask bytes).
 VECTOR_KERNELS = {
-    "dropout": ("dropout_apply", "dropout_applypair"),
+    "dropout": ("dropout_apply", "dropout_applypair", "gaussian_apply"),
     "prox": ("prox_sgd", "prox_adam"),
 }
 VECTOR_OPS = {"f16": "v4.u16", "bf16": "v4.u16", "f32": "v4.f32", "f64": "v2.f64"}
@@ -499,14 +499,15 @@ def test_host_normals_within_a_few_ulp(host):
     np.testing.assert_array_max_ulp(got, np.array(expected), maxulp=4)
 
 
+@pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(("additive", "multiplicative"), [(0.7, 0.0), (0.0, 1.3)])
-def test_host_gaussian_body_matches_numpy(host, dtype, additive, multiplicative):
+def test_host_gaussian_body_matches_numpy(host, dtype, additive, multiplicative, shift):
     n = 4097
-    x = np.random.default_rng(1).standard_normal(n).astype(dtype)
+    x = _placed(np.random.default_rng(1).standard_normal(n).astype(dtype), shift)
     expected = np.empty_like(x)
     dropout_ref.gaussian_apply(x, expected, 5, 6, 3, additive, multiplicative)
-    out = np.empty_like(x)
+    out = _placed(np.empty_like(x), shift)
     suffix = cl.float_type(dtype).suffix
     getattr(host, f"fr_host_gaussian_{suffix}")(x, out, n, 5, 6, 3, additive, multiplicative)
     # Double transcendentals differ by an ulp or two; after the final cast the values agree to

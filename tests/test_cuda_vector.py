@@ -29,6 +29,8 @@ pytestmark = [
 ]
 
 FLOATS = list(cl.FLOATS)
+#: Unit roundoff of each dtype (half an ulp of 1).
+ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,30 @@ def test_the_emulator_fails_a_misaligned_vector_access():
     probe.launch("fastreg_probe_f32", (1,), (1,), (x, np.uint64(4)), lambda a: a.ctypes.data)
     with pytest.raises(RuntimeError, match="misaligned vector access"):
         probe.launch("fastreg_probe_f32", (1,), (1,), (x, np.uint64(1)), lambda a: a.ctypes.data)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("n", [1, 6, 1001])
+def test_gaussian_quads_give_the_same_values_on_either_path(module, dtype, n):
+    """Two pair blocks per thread: the vector path and the element path give the same bits
+    (the same code and libm), both within a few ulp of the NumPy twin."""
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    suffix = cl.float_type(dtype).suffix
+    results = []
+    for shift in (0, 1):
+        gx, out = _placed(x, shift), _placed(np.zeros_like(x), shift)
+        args = (gx, out, np.uint64(n), *map(np.uint32, (5, 6, 3)), np.float64(0.25),
+                np.float64(1.5))
+        vectors = _launch(module["dropout"], f"fastreg_gaussian_apply_{suffix}", (n + 3) // 4,
+                          args)
+        assert vectors == (2 * (n // 4) if _quad_aligned(dtype, shift) else 0)
+        results.append(out.copy())
+    assert results[0].tobytes() == results[1].tobytes()
+    expected = np.empty(n, np.float64)
+    dropout_ref.gaussian_apply(x.astype(np.float64), expected, 5, 6, 3, 0.25, 1.5)
+    # The float64 value (up to 8 float64 ulp from NumPy's libm, as tests/test_gpu_cupy.py
+    # allows), cast once: one rounding of the dtype, relative to the value or, where terms
+    # cancel, to the largest magnitude.
+    tol = 2 * ROUNDOFF[dtype.name] + 16 * ROUNDOFF["float64"]
+    np.testing.assert_allclose(results[0].astype(np.float64), expected, rtol=tol,
+                               atol=tol * np.abs(expected).max())

@@ -74,7 +74,8 @@ FR_HD void fr_dropout_pair_block(const T *x, T *out, T *g, fr_u64 n, fr_u64 bloc
 }
 
 // out[i] = x[i] + (additive + multiplicative * x[i]) * n(i) for the two elements of pair block
-// `block`, in double (SPEC 4.1: at least float32 on the GPU) and cast once.
+// `block`, in double (SPEC 4.1: at least float32 on the GPU) and cast once. A kernel thread
+// handles two pair blocks (fr_gaussian_quad), so its four elements move as one vector.
 template <typename T>
 FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 k0, fr_u32 k1,
                              fr_u32 offset, double additive, double multiplicative) {
@@ -88,6 +89,32 @@ FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 
                      (typename fr_compute<T>::type)(v + (additive + multiplicative * v) * noise));
         }
     }
+}
+
+// fr_gaussian_block for the two pair blocks 2*quad and 2*quad + 1: the four elements
+// [4*quad, 4*quad + 4), moved as one vector where `vector` and the quad is whole.
+template <typename T>
+FR_HD void fr_gaussian_quad(const T *x, T *out, fr_u64 n, fr_u64 quad, fr_u32 k0, fr_u32 k1,
+                            fr_u32 offset, double additive, double multiplicative, bool vector) {
+    const fr_u64 base = quad << 2;
+    if (vector && base + 4 <= n) {
+        const fr_quad<T> in = fr_load_quad(x, base);
+        fr_quad<T> r;
+        for (int b = 0; b < 2; ++b) {
+            const fr_words w = fr_philox_block(2 * quad + b, FR_SALT_GAUSSIAN, offset, k0, k1);
+            for (int h = 0; h < 2; ++h) {
+                const int t = 2 * b + h;
+                const double v = (double)fr_load(in.v, t);
+                const double noise = fr_box_muller(w.w[2 * h], w.w[2 * h + 1]);
+                const double value = v + (additive + multiplicative * v) * noise;
+                fr_store(r.v, t, (typename fr_compute<T>::type)value);
+            }
+        }
+        fr_store_quad(out, base, r);
+        return;
+    }
+    fr_gaussian_block(x, out, n, 2 * quad, k0, k1, offset, additive, multiplicative);
+    fr_gaussian_block(x, out, n, 2 * quad + 1, k0, k1, offset, additive, multiplicative);
 }
 
 #ifdef __CUDACC__
@@ -118,8 +145,9 @@ extern "C" __global__ void fastreg_dropout_mask_bool(unsigned char *out, fr_u64 
     extern "C" __global__ void fastreg_gaussian_apply_##SUFFIX(                                \
         const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 offset, double additive,    \
         double multiplicative) {                                                               \
-        FR_GRID_STRIDE(b, (n + 1) >> 1)                                                        \
-        fr_gaussian_block(x, out, n, b, k0, k1, offset, additive, multiplicative);             \
+        const bool vector = fr_quad_aligned(x) && fr_quad_aligned(out);                        \
+        FR_GRID_STRIDE(q, (n + 3) >> 2)                                                        \
+        fr_gaussian_quad(x, out, n, q, k0, k1, offset, additive, multiplicative, vector);      \
     }
 FR_FOR_EACH_FLOAT(FR_DROPOUT_KERNELS)
 #endif

@@ -55,4 +55,4 @@ def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
     kernel = cl.kernel("dropout", "gaussian_apply", x.dtype)
     args = (x, out, cl.u64(n), cl.u32(k0), cl.u32(k1), cl.u32(offset),
             cupy.float64(additive), cupy.float64(multiplicative))
-    cl.launch(kernel, (n + 1) >> 1, args)
+    cl.launch(kernel, (n + 3) >> 2, args)  # four elements (two pair blocks) per work item
