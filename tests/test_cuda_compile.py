@@ -550,9 +550,19 @@ def dry(monkeypatch, kernel_signatures):
     import types
 
     stub = types.ModuleType("cupy")
-    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "matmul", "float16",
+    for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "float16",
                  "float32", "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
         setattr(stub, name, getattr(np, name))
+
+    def matmul(a, b, out=None):
+        # In the operands' dtype, as CuPy's is (NumPy's bfloat16 matmul returns float32).
+        product = np.matmul(a, b).astype(np.result_type(a, b), copy=False)
+        if out is None:
+            return product
+        out[...] = product
+        return out
+
+    stub.matmul = matmul
     monkeypatch.setitem(sys.modules, "cupy", stub)
     launches: list[str] = []
     monkeypatch.setattr(cl, "pointer", lambda a: 0 if a is None else a.ctypes.data)
