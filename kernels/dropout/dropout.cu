@@ -73,9 +73,15 @@ FR_HD void fr_dropout_pair_block(const T *x, T *out, T *g, fr_u64 n, fr_u64 bloc
     }
 }
 
-// out[i] = x[i] + (additive + multiplicative * x[i]) * n(i) for the two elements of pair block
-// `block`, in double (SPEC 4.1: at least float32 on the GPU) and cast once. A kernel thread
-// handles two pair blocks (fr_gaussian_quad), so its four elements move as one vector.
+// SPEC's formulas as written (infinities stay infinite), in double (SPEC 4.1: at least float32
+// on the GPU): x + additive * noise if multiplicative == 0, else x * (1 + multiplicative * noise).
+FR_HD double fr_gaussian_value(double v, double noise, double additive, double multiplicative) {
+    return multiplicative == 0.0 ? v + additive * noise : v * (1.0 + multiplicative * noise);
+}
+
+// out[i] = fr_gaussian_value(x[i], n(i)) for the two elements of pair block `block`, cast once.
+// A kernel thread handles two pair blocks (fr_gaussian_quad), so its four elements move as one
+// vector.
 template <typename T>
 FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 k0, fr_u32 k1,
                              fr_u32 offset, double additive, double multiplicative) {
@@ -85,8 +91,8 @@ FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 
         if (base + h < n) {
             const double v = (double)fr_load(x, base + h);
             const double noise = fr_box_muller(w.w[2 * h], w.w[2 * h + 1]);
-            fr_store(out, base + h,
-                     (typename fr_compute<T>::type)(v + (additive + multiplicative * v) * noise));
+            const double y = fr_gaussian_value(v, noise, additive, multiplicative);
+            fr_store(out, base + h, (typename fr_compute<T>::type)y);
         }
     }
 }
@@ -106,8 +112,8 @@ FR_HD void fr_gaussian_quad(const T *x, T *out, fr_u64 n, fr_u64 quad, fr_u32 k0
                 const int t = 2 * b + h;
                 const double v = (double)fr_load(in.v, t);
                 const double noise = fr_box_muller(w.w[2 * h], w.w[2 * h + 1]);
-                const double value = v + (additive + multiplicative * v) * noise;
-                fr_store(r.v, t, (typename fr_compute<T>::type)value);
+                const double y = fr_gaussian_value(v, noise, additive, multiplicative);
+                fr_store(r.v, t, (typename fr_compute<T>::type)y);
             }
         }
         fr_store_quad(out, base, r);
