@@ -73,14 +73,6 @@ def test_bench_without_matching_case_fails_clearly():
     assert "no benchmark case matches" in done.stderr
 
 
-def test_bench_refuses_a_device_backend_clearly(monkeypatch):
-    monkeypatch.setattr(fastreg, "available_backends", lambda: ("numpy", "numba", "cupy"))
-    progress = io.StringIO()
-    assert runner.main(backend="cupy", out=io.StringIO(), progress=progress) == 2
-    assert "'cupy' computes on device arrays" in progress.getvalue()
-    assert "not written yet" in progress.getvalue()
-
-
 def test_cli_needs_a_command():
     done = _cli()
     assert done.returncode == 2
