@@ -376,6 +376,12 @@ def test_dropconnect_moments_and_inference(backend, dtype16):
     assert_rounded_once(var, var_exact, dtype16, error=16 * U * var_exact)
     y = fastreg.dropconnect_inference(x, W, b, p=0.25, backend=backend)
     assert y.dtype == dtype16 and y.shape == (7, 5)
+    # Sampled inference: the float32 op on the widened inputs (its own tests hold it to the
+    # formula), rounded once.
+    args = dict(p=0.25, activation="tanh", samples=4, seed=3, backend=backend)
+    y = fastreg.dropconnect_inference(x, W, b, **args)
+    y32 = fastreg.dropconnect_inference(*(a.astype(np.float32) for a in (x, W, b)), **args)
+    np.testing.assert_array_equal(y.view(np.uint16), y32.astype(dtype16).view(np.uint16))
 
 
 # --- proximal updates ------------------------------------------------------------------------
