@@ -10,6 +10,9 @@ round to nearest even, overflow to inf, NaN stays NaN (quieted; the sign is kept
 float16 uses LLVM's ``half`` conversions (one F16C instruction) when the target has F16C; without
 it LLVM would call compiler-rt's ``__truncsfhf2``, which Numba does not link (a segfault with
 ``NUMBA_CPU_NAME=generic``), so the integer forms (``*_portable``) are compiled instead.
+
+Numba's disk cache keys a kernel on its own file only: after editing this module, touch the
+modules whose kernels inline these functions (``dropout/cpu_numba.py``) or clear the cache.
 """
 
 from __future__ import annotations
