@@ -218,6 +218,23 @@ def backend_array_kind(name: str) -> str:
     return _REGISTRY[_check_name(name)].array_kind
 
 
+def host_backend_problem(name: str, why_host: str) -> str | None:
+    """Why a command that computes on NumPy arrays (``bench``, ``demo``) cannot use backend
+    ``name``, or None when it can: unknown, not available here, or a device backend
+    (``why_host`` says why host arrays only)."""
+    if name not in _REGISTRY:
+        return f"backend {name!r} is unknown; the backends are {', '.join(_REGISTRY)}"
+    if not _is_available(name):
+        available = ", ".join(available_backends())
+        return (
+            f"backend {name!r} is not available here (available: {available}); install it "
+            f"with: {_REGISTRY[name].install_hint}"
+        )
+    if _REGISTRY[name].array_kind != "numpy":
+        return f"backend {name!r} computes on device arrays, and {why_host}"
+    return None
+
+
 def array_module(name: str) -> ModuleType:
     """``numpy`` or ``cupy``: the array library backend ``name`` computes with."""
     return _import(_REGISTRY[name].array_kind)
