@@ -39,6 +39,7 @@ __all__ = [
     "check_shape_equal",
     "check_update_arrays",
     "check_writeable",
+    "not_an_array",
 ]
 
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -141,13 +142,31 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, np.ndarray) or array_kind(x) == "cupy"
 
 
+def not_an_array(x: Any, name: str) -> TypeError:
+    """The error for a non-array ``x``: what was expected, what was given, and the way out
+    (``numpy.asarray`` for scalars and lists, ``fastreg.torch`` for PyTorch tensors)."""
+    kind = type(x)
+    if kind.__module__.split(".")[0] == "torch":
+        return TypeError(
+            f"{name} must be a NumPy or CuPy array, got a PyTorch tensor ({kind.__name__}); "
+            "for tensors use fastreg.torch (its layers, optimizers and functional ops take "
+            "and return tensors, with autograd)"
+        )
+    if isinstance(x, np.generic):
+        return TypeError(
+            f"{name} must be a NumPy or CuPy array, got a NumPy scalar of type "
+            f"numpy.{kind.__name__}, not an array (wrap it with numpy.asarray for a 0-d array)"
+        )
+    return TypeError(
+        f"{name} must be a NumPy or CuPy array, got {kind.__name__} "
+        "(convert with numpy.asarray first)"
+    )
+
+
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
     """``x`` as a floating array: float32/float64 (float16 too for CuPy arrays)."""
     if not _is_array(x):
-        raise TypeError(
-            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
-            f"(convert with numpy.asarray first)"
-        )
+        raise not_an_array(x, name)
     allowed = _GPU_DTYPES if array_kind(x) == "cupy" else _CPU_DTYPES
     if x.dtype not in allowed:
         names = ", ".join(str(d) for d in allowed)
