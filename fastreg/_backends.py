@@ -1,4 +1,4 @@
-"""The backend registry, the resolution rules of SPEC §2, and ``use_backend``.
+"""The backend registry, the resolution rules of docs/backends.md, and ``use_backend``.
 
 A backend is a name in ``_REGISTRY``; each op family has one twin module per backend under
 ``fastreg._kernels.<family>`` (``ref_numpy``, ``cpu_numba``, ``gpu_cupy``), imported lazily so that
@@ -130,7 +130,7 @@ def array_kind(array: Any) -> str:
 
 
 def _configured() -> tuple[str, str] | None:
-    """The configured backend and where it came from, first match wins (SPEC §2)."""
+    """The configured backend and where it came from, first match wins (docs/backends.md)."""
     if (name := _context_backend.get()) is not None:
         return name, "use_backend"
     if _global_backend is not None:

@@ -1,4 +1,4 @@
-"""Every argument check and error message of fastreg (SPEC §5), in one place.
+"""Every argument check and error message of fastreg (docs/contract/errors.md), in one place.
 
 Checks raise ``ValueError`` for bad values and ``TypeError`` for bad types; every message names the
 argument, what was expected and what was given. Nothing here writes to an array, so an op that

@@ -1,4 +1,4 @@
-"""Backend registry and resolution order (SPEC §2), and the package layout rules."""
+"""Backend registry and resolution order (docs/backends.md), and the package layout rules."""
 
 from __future__ import annotations
 
