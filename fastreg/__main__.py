@@ -70,14 +70,19 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="time every benchmark case side by side with its peers and the machine's limit",
-        description="Time fastreg against its peers (NumPy, PyTorch) and the machine's limit "
+        description="Time fastreg against its peers (NumPy, PyTorch, Kornia) and the machine's "
+        "limit "
         "(a copy of the same bytes, the bare GEMM), interleaved in one run; print for each "
         "case the median and the spread of the rounds, the throughput, the percentage of the "
         "limit reached, the speed-up over each peer and the speed goals the project sets "
         "itself. The table fits 80 columns; --wide prints every figure.",
     )
     bench.add_argument("--quick", action="store_true", help="quick cases only, fewer repeats")
-    bench.add_argument("--backend", default=None, help="backend to time (default: the default)")
+    bench.add_argument(
+        "--backend",
+        default=None,
+        help="the CPU backend to time, numba or numpy (default: fastreg's default backend)",
+    )
     bench.add_argument(
         "--filter",
         action="append",
@@ -150,9 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .study.cli import main as demo_main
 
-        return _backend_refused(args.backend, "the study trains on NumPy arrays") or demo_main(
-            args
-        )
+        return _backend_refused(args.backend, "the study trains on NumPy arrays") or demo_main(args)
     if args.startup:
         from ._bench.startup import main as startup_main
 
