@@ -50,7 +50,7 @@ def test_bench_quick_writes_table_and_json(tmp_path):
     assert max(len(line) for line in table.splitlines()) <= 80
     report = json.loads(out.read_text())
     machine = report["machine"]
-    for key in ("cpu_model", "cpu_count", "date", "versions", "numba_threads"):
+    for key in ("cpu_model", "cpu_count", "date", "versions", "fastreg_threads", "runtime"):
         assert machine[key], key
     assert machine["versions"]["fastreg"] == fastreg.__version__
     assert report["backend"] == "numba"

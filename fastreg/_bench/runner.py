@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
-from .. import _backends
+from .. import _backends, _runtime
+from . import processes
 from .cases import Case, all_cases
 from .table import format_seconds, format_table
 
@@ -284,14 +285,24 @@ def run(
 def header_lines(backend: str, settings: Settings) -> list[str]:
     """The lines above the table: what ran, where, and how to read it. The one place to add
     a line about the machine or the threading runtime."""
-    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     rounds = f"{settings.repeats} rounds" if settings.repeats else f"{settings.budget:g} s a case"
     return [
-        f"fastreg bench: backend {backend}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY {policy}, "
-        f"{rounds}",
+        f"fastreg bench: backend {backend}, {os.cpu_count()} CPUs, {rounds}",
+        *runtime_header_lines(),
         "medians of interleaved rounds; min-max: the fastest and slowest round, same unit;",
         "fastreg column: fastreg's speed-up over each peer, its time against the machine",
         "limit (a copy of the same bytes, the bare GEMM), all measured in this run",
+    ]
+
+
+def runtime_header_lines() -> list[str]:
+    """The CPU runtime, its thread count and the threading variables as found (none is set by
+    the bench: it measures the environment it is given)."""
+    runtime = _runtime.describe()
+    found = [f"{k}={v}" for k, v in runtime["environment"].items() if v is not None]
+    return [
+        f"runtime: {runtime['runtime']}, {runtime['threads']} threads; "
+        f"environment: {' '.join(found) or 'no threading variable set'}",
     ]
 
 
@@ -340,14 +351,9 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "versions": package_versions(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "runtime": _runtime.describe(),
+        "fastreg_threads": _runtime.get_num_threads(),
     }
-    try:
-        import numba
-
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        info["numba_threads"] = None
     try:
         import torch
 
@@ -407,7 +413,7 @@ def main(
         print(problem, file=progress)
         return 2
     selected = select_cases(all_cases() if cases is None else cases, quick=quick, filters=filters)
-    if not selected:
+    if not selected and not _process_case_selected(filters, cases is not None):
         print(f"no benchmark case matches quick={quick} filters={list(filters)}", file=progress)
         return 1
     settings = Settings.quick(repeats) if quick else Settings(repeats=repeats)
@@ -418,7 +424,11 @@ def main(
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
-    report = to_json(results, backend, settings) if json_path or plot_path else None
+    fresh = _run_process_cases(quick, filters, cases is not None, out, progress)
+    report = None
+    if json_path is not None or plot_path is not None:
+        report = to_json(results, backend, settings)
+        report["process_cases"] = [processes.to_json(r) for r in fresh]
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
@@ -428,4 +438,26 @@ def main(
         from .plot import plot_results
 
         print(f"wrote {plot_results(report, plot_path)}", file=progress)
-    return 1 if any(result.error for result in results) else 0
+    failed = any(result.error for result in results) or any(r.error for r in fresh)
+    return 1 if failed else 0
+
+
+def _process_case_selected(filters: Sequence[str], custom_cases: bool) -> bool:
+    if custom_cases or not processes.available():
+        return False
+    haystack = f"torch {processes.MLP_NAME}".lower()
+    return not filters or any(f.lower() in haystack for f in filters)
+
+
+def _run_process_cases(quick: bool, filters: Sequence[str], custom_cases: bool, out: TextIO,
+                       progress: TextIO) -> list[processes.ProcessResult]:
+    """The fresh-process cases (:mod:`fastreg._bench.processes`) the filters select: 2 rounds
+    with ``--quick``, else 5."""
+    if not _process_case_selected(filters, custom_cases):
+        return []
+    rounds = 2 if quick else 5
+    print(f"[fresh processes] {processes.MLP_NAME}: {rounds} rounds", file=progress)
+    result = processes.run_mlp(rounds=rounds)
+    print("", file=out)
+    print("\n".join(processes.format_result(result)), file=out)
+    return [result]
