@@ -70,8 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="time every benchmark case side by side with its peers and the machine's limit",
         description="Time fastreg against its peers (NumPy, PyTorch, Kornia) and the machine's "
-        "limit "
-        "(a copy of the same bytes, the bare GEMM), interleaved in one run; print for each "
+        "limit (a copy of the same bytes, the bare GEMM), interleaved in one run; print for each "
         "case the median and the spread of the rounds, the throughput, the percentage of the "
         "limit reached, the speed-up over each peer and the speed goals the project sets "
         "itself. The table fits 80 columns; --wide prints every figure.",

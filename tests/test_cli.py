@@ -36,7 +36,8 @@ def test_info_reports_versions_backends_threads_and_cache():
     assert lines["NumPy"].strip() == np.__version__
     assert "numba" in lines["backends"] and "numpy" in lines["backends"]
     assert "default backend" in done.stdout
-    assert "Numba threads" in done.stdout and "Numba cache" in done.stdout
+    assert lines["threads"].strip() == str(fastreg.get_num_threads())
+    assert "CPU runtime" in done.stdout and "Numba cache" in done.stdout
 
 
 def test_bench_quick_writes_table_and_json(tmp_path):
