@@ -289,7 +289,7 @@ def header_lines(backend: str, settings: Settings) -> list[str]:
     return [
         f"fastreg bench: backend {backend}, {os.cpu_count()} CPUs, {rounds}",
         *runtime_header_lines(),
-        "medians of interleaved rounds; min-max: the fastest and slowest round, same unit;",
+        "medians of interleaved rounds, with the fastest and slowest round (min-max);",
         "fastreg column: fastreg's speed-up over each peer, its time against the machine",
         "limit (a copy of the same bytes, the bare GEMM), all measured in this run",
     ]
