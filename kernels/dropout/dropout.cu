@@ -43,7 +43,8 @@ FR_HD void fr_dropout_pair_block(const T *x, T *out, T *g, fr_u64 n, fr_u64 bloc
     }
 }
 
-// out[i] = x[i] + (additive + multiplicative * x[i]) * n(i) for the two elements of pair block
+// out[i] = x[i] + additive * n(i) if multiplicative == 0, else x[i] * (1 + multiplicative * n(i)):
+// SPEC's formulas as written (infinities stay infinite), for the two elements of pair block
 // `block`, in double (SPEC 4.1: at least float32 on the GPU) and cast once.
 template <typename T>
 FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 k0, fr_u32 k1,
@@ -54,8 +55,9 @@ FR_HD void fr_gaussian_block(const T *x, T *out, fr_u64 n, fr_u64 block, fr_u32 
         if (base + h < n) {
             const double v = (double)fr_load(x, base + h);
             const double noise = fr_box_muller(w.w[2 * h], w.w[2 * h + 1]);
-            fr_store(out, base + h,
-                     (typename fr_compute<T>::type)(v + (additive + multiplicative * v) * noise));
+            const double y = multiplicative == 0.0 ? v + additive * noise
+                                                   : v * (1.0 + multiplicative * noise);
+            fr_store(out, base + h, (typename fr_compute<T>::type)y);
         }
     }
 }

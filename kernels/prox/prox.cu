@@ -66,6 +66,44 @@ __device__ __forceinline__ double fr_block_sum(double value, double *shared) {
     return total;
 }
 
+// Maximum over the threads of a block, like fr_block_sum.
+__device__ __forceinline__ double fr_block_max(double value, double *shared) {
+    shared[threadIdx.x] = value;
+    __syncthreads();
+    unsigned width = 1;
+    while (width < blockDim.x) width <<= 1;
+    for (unsigned s = width >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s && threadIdx.x + s < blockDim.x)
+            shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// The L2 norm of a group from its sum of squares; a sum that overflowed or may have underflowed
+// (below 2^-900, NORM_RESCALE_BELOW in kernels/prox/__init__.py) is recomputed with the entries
+// scaled by 2^-k, k the exponent of the largest magnitude (exact scaling, as the CPU twins do).
+template <typename T>
+__device__ double fr_group_norm(const T *row, fr_u64 size, long long s1, double sum_squares,
+                                double *shared) {
+    if (!(isinf(sum_squares) || sum_squares < 1.1830521861667747e-271)) return sqrt(sum_squares);  // 2^-900
+    double largest = 0.0;
+    for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x)
+        largest = fmax(largest, fabs((double)fr_load(row + (long long)j * s1, 0)));
+    largest = fr_block_max(largest, shared);
+    if (largest == 0.0 || isinf(largest)) return largest;
+    int k;
+    frexp(largest, &k);
+    double acc = 0.0;
+    for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
+        const double e = ldexp((double)fr_load(row + (long long)j * s1, 0), -k);
+        acc += e * e;
+    }
+    return ldexp(sqrt(fr_block_sum(acc, shared)), k);
+}
+
 // The tensor table: one row of FR_SGD_FIELDS (w, grad, buf, mask, size) or FR_ADAM_FIELDS
 // (w, grad, m, v, mask, size) u64 per tensor, pointers as integers (0 = absent), the element
 // count last; chunks: (tensor row, first element) pairs, one CUDA block per chunk.
@@ -95,7 +133,7 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
             const double e = (double)fr_load(row + (long long)j * s1, 0);
             acc += e * e;
         }
-        const double norm = sqrt(fr_block_sum(acc, shared));
+        const double norm = fr_group_norm(row, size, s1, fr_block_sum(acc, shared), shared);
         const double scale = lasso ? fr_group_lasso_scale(norm, param) : fr_max_norm_scale(norm, param);
         const C s = (C)scale;
         for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
