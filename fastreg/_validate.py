@@ -306,8 +306,8 @@ def _overlap(a: Any, b: Any) -> bool:
 
 def check_no_overlap(written: Sequence[tuple[str, Any]], read: Sequence[tuple[str, Any]]) -> None:
     """No array of ``written`` (updated in place) overlaps another array of ``written`` or
-    ``read`` in memory unless the two are the same array (SPEC §5): a partial overlap would make
-    the result depend on the order in which a backend visits the elements."""
+    ``read`` in memory unless the two are the same array (docs/contract/errors.md): a partial
+    overlap would make the result depend on the order in which a backend visits the elements."""
     for i, (name, a) in enumerate(written):
         for other, b in (*written[i + 1 :], *read):
             if a is None or b is None or a is b:

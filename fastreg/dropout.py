@@ -110,7 +110,8 @@ def dropout(
     >>> sorted(set(y.tolist())) <= [0.0, 2.0]
     True
     """
-    # p is validated even where training=False makes it unused (SPEC §5: every argument).
+    # p is validated even where training=False makes it unused (docs/contract/errors.md: every
+    # argument).
     p = check_probability(p)
     if not check_bool(training, "training") or p == 0.0:
         check_array(x, "x")

@@ -1,4 +1,5 @@
-"""The bad-input table (SPEC §5): every public function of fastreg, every argument, bad values.
+"""The bad-input table (docs/contract/errors.md): every public function of fastreg, every
+argument, bad values.
 
 For each function a valid call is listed once; each argument is then replaced by the bad values
 of its kind (wrong types, NaN/inf/huge numbers, out-of-range ints, wrong shapes and dtypes,
@@ -89,7 +90,7 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
     """``(label, value, error)`` for argument ``name`` whose valid value is ``valid``;
     ``paired`` when the call has other float arrays its shape and dtype must agree with."""
     cases: list[tuple[str, Any, type[Exception]]] = []
-    if name == "buf":  # SPEC §4.4: momentum > 0 requires buf (the valid call has 0.9)
+    if name == "buf":  # docs/contract/ops.md: momentum > 0 requires buf (the valid call has 0.9)
         cases.append(("None", None, ValueError))
     elif name not in OPTIONAL:
         cases.append(("None", None, TypeError))

@@ -80,7 +80,7 @@ def test_dropout_mask_bit_for_bit_and_the_keep_rule(shape, p, seed, offset):
     kw = dict(seed=seed, offset=offset)
     got = fastreg.dropout_mask(shape, p, backend="numba", **kw)
     np.testing.assert_array_equal(got, fastreg.dropout_mask(shape, p, backend="numpy", **kw))
-    threshold = min(math.floor(p * 2**32), 2**32 - 1)  # SPEC §3.4, exact in Python ints
+    threshold = min(math.floor(p * 2**32), 2**32 - 1)  # random-stream.md's keep rule, exact ints
     bits = fastreg.random_bits(shape, backend="numpy", **kw).astype(np.int64)
     want = np.zeros(shape, bool) if p == 1.0 else bits >= threshold
     np.testing.assert_array_equal(got, want)
@@ -102,7 +102,7 @@ def test_dropout_and_backward_bit_for_bit(data, p, seed, offset):
     want = fastreg.dropout(x.copy(), p, training=training, backend="numpy", **kw)
     assert got.shape == x.shape and got.dtype == x.dtype
     assert got.tobytes() == want.tobytes()  # bit for bit, NaN payloads and signed zeros too
-    # the SPEC formula from the mask: a select of x * scale
+    # the formula of docs/contract/ops.md from the mask: a select of x * scale
     if training and p > 0.0:
         mask_shape = tuple(s if n is None else n for s, n in
                            zip(x.shape, noise_shape or x.shape, strict=True))
