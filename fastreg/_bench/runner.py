@@ -8,6 +8,11 @@ reports medians over rounds, the spread of the rounds, and ratios taken within t
 looped ``number`` times per sample so that one sample lasts at least ``min_sample`` seconds
 (timer resolution and call overhead stay small); the number of rounds adapts to a time budget per
 case so large cases finish in bounded time.
+
+Device cases (``Case.arrays == "cupy"``) are timed the same way, except that a sample is one call
+timed by CUDA events with the L2 flushed before it (:class:`.device.DeviceSampler`): device time
+for a memory-bound op is only meaningful from a cold cache, and a single call of a GPU case lasts
+well past the events' microsecond resolution.
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ class Goal:
     """One target of ``Case.goals`` and how the run measured up (see ``Case.goals``)."""
 
     key: str
-    kind: str  # "speedup" (peer time / fastreg time >= target) or "limit" (ratio <= target)
+    # "speedup" (peer time / fastreg time >= target), "limit" (ratio <= target), "seconds"
+    # (fastreg median <= target)
+    kind: str
     target: float
     measured: float | None = None
     # "met", "missed", "skipped" (contender absent), "invalid" (bad key), "not counted" (the
@@ -130,8 +137,15 @@ def _sample(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+Sampler = Callable[[Callable[[], Any], int], float]
+
+
 def _time_interleaved(
-    contenders: dict[str, Callable[[], Any]], settings: Settings, warm: bool = False
+    contenders: dict[str, Callable[[], Any]],
+    settings: Settings,
+    warm: bool = False,
+    sampler: Sampler = _sample,
+    max_number: int = 10_000,
 ) -> dict[str, Timing]:
     labels = list(contenders)
     # The warm-up call (unless the caller made it: ``warm``) compiles (cached Numba kernels load
@@ -141,9 +155,9 @@ def _time_interleaved(
     for label in labels:
         if not warm:
             contenders[label]()
-        estimates[label] = max(_sample(contenders[label], 1), 1e-7)
+        estimates[label] = max(sampler(contenders[label], 1), 1e-7)
     numbers = {
-        label: max(1, min(10_000, round(settings.min_sample / estimates[label])))
+        label: max(1, min(max_number, round(settings.min_sample / estimates[label])))
         for label in labels
     }
     if settings.repeats is not None:
@@ -159,7 +173,7 @@ def _time_interleaved(
         for r in range(rounds):
             for j in range(len(labels)):
                 label = labels[(r + j) % len(labels)]
-                samples[label].append(_sample(contenders[label], numbers[label]))
+                samples[label].append(sampler(contenders[label], numbers[label]))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -184,7 +198,13 @@ def _timing(values: list[float], number: int, rounds: int) -> Timing:
 def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
     goals = []
     for key, target in case.goals.items():
-        if key == case.limit:
+        if key == "fastreg":
+            goal = Goal(key, "seconds", float(target))
+            timing = result.timings.get("fastreg")
+            goal.measured = None if timing is None else timing.median_s
+            if goal.measured is not None:
+                goal.status = "met" if goal.measured <= target else "missed"
+        elif key == case.limit:
             goal = Goal(key, "limit", float(target))
             goal.measured = result.limit_ratio
             if goal.measured is not None:
@@ -200,8 +220,11 @@ def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
     return goals
 
 
-def run_case(case: Case, backend: str, settings: Settings) -> Result:
-    """Set up, warm up and time one case; errors are caught and reported in ``Result.error``."""
+def run_case(
+    case: Case, backend: str, settings: Settings, sampler: Sampler | None = None
+) -> Result:
+    """Set up, warm up and time one case; errors are caught and reported in ``Result.error``.
+    A device case is timed by ``sampler`` (default: a new :class:`.device.DeviceSampler`)."""
     unit = "GB/s" if case.bytes_moved else "GFLOP/s" if case.flops else None
     result = Result(
         name=case.name,
@@ -227,7 +250,15 @@ def run_case(case: Case, backend: str, settings: Settings) -> Result:
             except Exception as error:
                 result.failed[label] = f"{type(error).__name__}: {error}"
                 del contenders[label]
-        result.timings = _time_interleaved(contenders, settings, warm=True)
+        if case.arrays == "numpy":
+            result.timings = _time_interleaved(contenders, settings, warm=True)
+        else:
+            if sampler is None:
+                from .device import DeviceSampler
+
+                sampler = DeviceSampler()
+            result.timings = _time_interleaved(contenders, settings, warm=True, sampler=sampler,
+                                               max_number=1)
     except Exception:
         result.error = traceback.format_exc(limit=-3).strip()
         result.seconds = time.perf_counter() - start
@@ -267,6 +298,11 @@ def run(
     """Run ``cases`` in order, printing ``[i/n] name ...`` and its duration to ``progress``."""
     results = []
     start = time.perf_counter()
+    sampler = None
+    if any(case.arrays != "numpy" for case in cases):
+        from .device import DeviceSampler
+
+        sampler = DeviceSampler()  # one L2-flush buffer for the whole run
     for i, case in enumerate(cases, 1):
         if progress is not None:
             print(f"[{i}/{len(cases)}] {case.name} ...", end="", file=progress, flush=True)
@@ -274,7 +310,7 @@ def run(
         if settings.total_budget is not None:
             share = (settings.total_budget - (time.perf_counter() - start)) / (len(cases) - i + 1)
             case_settings = replace(settings, budget=max(0.05, min(settings.budget, share)))
-        result = run_case(case, backend, case_settings)
+        result = run_case(case, backend, case_settings, sampler)
         if progress is not None:
             status = "ERROR" if result.error else f"{result.seconds:.1f} s"
             print(f" {status}", file=progress, flush=True)
@@ -282,12 +318,16 @@ def run(
     return results
 
 
-def header_lines(backend: str, settings: Settings) -> list[str]:
+def header_lines(backend: str, settings: Settings, device: str | None = None) -> list[str]:
     """The lines above the table: what ran, where, and how to read it. The one place to add
-    a line about the machine or the threading runtime."""
+    a line about the machine or the threading runtime; ``device`` is the GPU's line."""
     rounds = f"{settings.repeats} rounds" if settings.repeats else f"{settings.budget:g} s a case"
+    gpu = [] if device is None else [
+        device, "device time by CUDA events, one call per sample, L2 flushed between"
+    ]
     return [
         f"fastreg bench: backend {backend}, {os.cpu_count()} CPUs, {rounds}",
+        *gpu,
         *runtime_header_lines(),
         "medians of interleaved rounds, with the fastest and slowest round (min-max);",
         "fastreg column: fastreg's speed-up over each peer, its time against the machine",
@@ -363,9 +403,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def to_json(results: Sequence[Result], backend: str, settings: Settings) -> dict[str, Any]:
+def to_json(
+    results: Sequence[Result], backend: str, settings: Settings, device: dict | None = None
+) -> dict[str, Any]:
+    machine = machine_info()
+    if device is not None:
+        machine["gpu"] = device
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "backend": backend,
         "settings": asdict(settings),
         "results": [asdict(result) for result in results],
@@ -404,30 +449,46 @@ def main(
     import fastreg
 
     backend = backend or fastreg.get_backend()
-    problem = _backends.host_backend_problem(
-        backend,
-        "the benchmark cases time host (NumPy) arrays only: GPU cases (device inputs, PyTorch "
-        "CUDA peers, a device copy and cuBLAS as the limits) are not written yet",
-    )
-    if problem is not None:
-        print(problem, file=progress)
+    if backend not in fastreg.available_backends():
+        print(
+            f"backend {backend!r} is not available here; available: "
+            f"{', '.join(fastreg.available_backends())}",
+            file=progress,
+        )
         return 2
-    selected = select_cases(all_cases() if cases is None else cases, quick=quick, filters=filters)
-    if not selected and not _process_case_selected(filters, cases is not None):
-        print(f"no benchmark case matches quick={quick} filters={list(filters)}", file=progress)
+    kind = _backends.backend_array_kind(backend)
+    selected = [
+        case
+        for case in select_cases(all_cases() if cases is None else cases, quick=quick,
+                                 filters=filters)
+        if case.arrays == kind
+    ]
+    # The fresh-process cases time host arrays (the MLP train step): host backends only.
+    host_processes = kind == "numpy" and _process_case_selected(filters, cases is not None)
+    if not selected and not host_processes:
+        print(f"no benchmark case matches backend={backend!r} (arrays {kind}) quick={quick} "
+              f"filters={list(filters)}", file=progress)
         return 1
+    device = None
+    if kind != "numpy":
+        from .device import device_info, device_line
+
+        device = device_info()
+        print(device_line(device), file=progress)
     settings = Settings.quick(repeats) if quick else Settings(repeats=repeats)
     if budget is not None:
         settings = replace(settings, budget=budget)
     results = run(selected, backend, settings, progress=progress)
-    print(format_table(results, header_lines(backend, settings), wide=wide), file=out)
+    device_text = None if device is None else device_line(device)
+    print(format_table(results, header_lines(backend, settings, device_text), wide=wide), file=out)
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
-    fresh = _run_process_cases(quick, filters, cases is not None, out, progress)
+    fresh = _run_process_cases(quick, filters, cases is not None, out, progress) if host_processes \
+        else []
     report = None
     if json_path is not None or plot_path is not None:
-        report = to_json(results, backend, settings)
+        report = to_json(results, backend, settings, device)
         report["process_cases"] = [processes.to_json(r) for r in fresh]
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:

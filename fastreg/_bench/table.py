@@ -70,6 +70,8 @@ def _ratio_cell(result: Result, label: str) -> str:
 def _goal_cell(goals: list[Goal], key: str) -> str:
     for goal in goals:
         if goal.key == key:
+            if goal.kind == "seconds":  # a time budget on fastreg's own median
+                return f"<={format_seconds(goal.target)} {goal.status}"
             rule = ">=" if goal.kind == "speedup" else "<="
             return f"{rule}{goal.target:.3g}x {goal.status}"
     return ""
