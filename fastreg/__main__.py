@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--backend",
         default=None,
-        help="the CPU backend to time, numba or numpy (default: fastreg's default backend)",
+        help="backend to time: numba or numpy (the host cases) or cupy (the device cases); "
+        "default: fastreg's default backend",
     )
     bench.add_argument(
         "--filter",
