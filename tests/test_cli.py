@@ -47,7 +47,7 @@ def test_bench_quick_writes_table_and_json(tmp_path):
         assert word in table
     report = json.loads(out.read_text())
     machine = report["machine"]
-    for key in ("cpu_model", "cpu_count", "date", "versions", "numba_threads"):
+    for key in ("cpu_model", "cpu_count", "date", "versions", "fastreg_threads", "runtime"):
         assert machine[key], key
     assert machine["versions"]["fastreg"] == fastreg.__version__
     assert report["backend"] == "numba"

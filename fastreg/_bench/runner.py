@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
-from .. import _backends
+from .. import _backends, _runtime
 from .cases import Case, all_cases
 
 
@@ -318,10 +318,9 @@ def format_table(results: Sequence[Result], backend: str) -> str:
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
 
-    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     out = [
-        f"fastreg bench (backend {backend}, OMP_WAIT_POLICY {policy}); "
-        "ratios are medians taken in the same run",
+        f"fastreg bench (backend {backend}); ratios are medians taken in the same run",
+        *runtime_header_lines(),
         "",
     ]
     out += [line(header), line(tuple("-" * w for w in widths))]
@@ -334,6 +333,17 @@ def format_table(results: Sequence[Result], backend: str) -> str:
         summary += f"; cases with errors: {', '.join(errors)}"
     out.append(summary)
     return "\n".join(out)
+
+
+def runtime_header_lines() -> list[str]:
+    """The CPU runtime, its thread count and the threading variables as found (none is set by
+    the bench: it measures the environment it is given)."""
+    runtime = _runtime.describe()
+    found = [f"{k}={v}" for k, v in runtime["environment"].items() if v is not None]
+    return [
+        f"runtime: {runtime['runtime']}, {runtime['threads']} threads; "
+        f"environment: {' '.join(found) or 'no threading variable set'}",
+    ]
 
 
 def _cpu_model() -> str:
@@ -381,14 +391,9 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "versions": package_versions(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "runtime": _runtime.describe(),
+        "fastreg_threads": _runtime.get_num_threads(),
     }
-    try:
-        import numba
-
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        info["numba_threads"] = None
     try:
         import torch
 

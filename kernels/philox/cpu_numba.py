@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from fastreg._runtime import parallel_for
 
 from .constants import M0, M1, MASK32, TWO_POW_M32, W0, W1
 
@@ -238,21 +240,20 @@ def philox4x32(counter, key, rounds):
     return out
 
 
-@njit(parallel=True, cache=True)
-def _random_bits(out, start, k0, k1, salt, offset):
-    n = out.size
-    # Whole blocks inside [start, start + n) go through fill_words; the at most 3 + 3 words of
-    # the ragged ends are drawn one by one.
-    first = (start + 3) >> 2
-    lead = min(4 * first - start, n)
-    nfull = max((start + n) // 4 - first, 0)
-    # at least 8 tasks when there is enough work, so small arrays use both cores too
-    chunk = max(512, min(CHUNK, nfull // 8))
-    for task in prange((nfull + chunk - 1) // chunk):
+@njit(nogil=True, cache=True)
+def _random_bits_blocks(out, first, lead, nfull, chunk, salt, offset, k0, k1, c0, c1):
+    """Chunks ``[c0, c1)`` of ``chunk`` whole blocks, blocks ``first + ...`` into ``out``."""
+    for task in range(c0, c1):
         b0 = task * chunk
         count = min(nfull, b0 + chunk) - b0
         base = lead + 4 * b0
         fill_words(out[base : base + 4 * count], first + b0, count, salt, offset, k0, k1)
+
+
+@njit(cache=True)
+def _random_bits_ends(out, start, lead, nfull, k0, k1, salt, offset):
+    # The at most 3 + 3 words of the ragged ends, drawn one by one.
+    n = out.size
     for i in range(lead):
         e = start + i
         out[i] = bits_of(np.uint64(e >> 2), e & 3, salt, offset, k0, k1)
@@ -264,7 +265,13 @@ def _random_bits(out, start, k0, k1, salt, offset):
 def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0) -> np.ndarray:
     """``bits(i)`` for flat indices ``i`` in ``[start, start + n)`` (SPEC §3.3), as uint32."""
     out = np.empty(n, dtype=np.uint32)
-    _random_bits(
-        out, np.int64(start), np.uint64(k0), np.uint64(k1), np.uint64(salt), np.uint64(offset)
-    )
+    # Whole blocks inside [start, start + n) go through fill_words, in chunks of blocks.
+    first = (start + 3) >> 2
+    lead = min(4 * first - start, n)
+    nfull = max((start + n) // 4 - first, 0)
+    chunk = max(512, min(CHUNK, nfull // 8))
+    k0, k1, salt, offset = (np.uint64(v) for v in (k0, k1, salt, offset))
+    parallel_for(_random_bits_blocks, -(-nfull // chunk), out, np.int64(first), lead, nfull,
+                 chunk, salt, offset, k0, k1, work=n)
+    _random_bits_ends(out, np.int64(start), lead, nfull, k0, k1, salt, offset)
     return out
