@@ -14,17 +14,12 @@ float32 first and rounded once at the end (both exact steps apart from that fina
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .params import compute_dtype
 
-try:  # fastreg's own threading runtime (issue 14); until it lands, the units run serially
-    from ..._runtime import parallel_for
-except ImportError:  # pragma: no cover - depends on the merge order
-
-    def parallel_for(body, nunits, *args, work):
-        body(*args, 0, nunits)
-
+from ..._runtime import parallel_for
 
 __all__ = ["affine", "move"]
 
@@ -34,6 +29,12 @@ _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 def _flat_bits(a: np.ndarray) -> np.ndarray:
     """``a`` (C-contiguous) as a flat array of the unsigned words of its width."""
     return a.reshape(-1).view(_BITS[a.dtype.itemsize])
+
+
+def _mirror(width: int, channels: int) -> np.ndarray:
+    """``perm[t] = (W-1 - t//C)*C + t%C``: where output element ``t`` of a mirrored row reads."""
+    t = np.arange(width * channels, dtype=np.int64)
+    return (width - 1 - t // channels) * channels + t % channels
 
 
 def _shape(a: np.ndarray) -> np.ndarray:
@@ -66,17 +67,16 @@ def _copy_run(dst, d0, src, s0, count):
 
 
 @njit(inline="always")
-def _copy_mirrored(dst, d0, src, s0, npix, channels):
-    # dst pixel j <- src pixel npix - 1 - j, channels kept in order
-    for j in range(npix):
-        s = s0 + (npix - _ONE - j) * channels
-        d = d0 + j * channels
-        for c in range(channels):
-            dst[d + c] = src[s + c]
+def _copy_mirrored(dst, d0, src, s0, perm, count):
+    # dst[d0 + t] = src[s0 + perm[t]]: a gather through the row's mirror permutation
+    # perm[t] = (W-1 - t//C)*C + t%C, which LLVM vectorizes; the per-pixel loop over C channels
+    # stayed scalar (30x the copy time for C = 3, against 2x for this form).
+    for t in range(count):
+        dst[d0 + t] = src[s0 + _U(perm[t])]
 
 
 @njit(nogil=True, cache=True)
-def _move_body(x, out, shape, table, fill, u0, u1):
+def _move_body(x, out, shape, table, fill, perm, u0, u1):
     planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
     k = w * channels
     for u in range(u0, u1):
@@ -102,10 +102,14 @@ def _move_body(x, out, shape, table, fill, u0, u1):
             if j1 > j0:
                 src = _U(((n * planes + p) * h + source) * k + s0 * channels)
                 dst = row + _U(j0 * channels)
+                count = _U((j1 - j0) * channels)
                 if hflip:
-                    _copy_mirrored(out, dst, x, src, _U(j1 - j0), _U(channels))
+                    # a run of L = j1 - j0 pixels mirrors through perm[t] - (W - L)*C; the
+                    # subtraction is folded into the base, modulo 2**64 like every uint64 sum
+                    start = src - _U((w - j1 + j0) * channels)
+                    _copy_mirrored(out, dst, x, start, perm, count)
                 else:
-                    _copy_run(out, dst, x, src, _U((j1 - j0) * channels))
+                    _copy_run(out, dst, x, src, count)
             if cut:
                 _set_run(out, row + _U(c0), _U(c1 - c0), fill)
 
@@ -113,10 +117,11 @@ def _move_body(x, out, shape, table, fill, u0, u1):
 def move(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill) -> None:
     """``out = cutout(translate(flip(x)))`` with the per-sample ``table`` (MOVE_COLUMNS:
     vflip, hflip, dy, dx, row0, row1, col0, col1)."""
-    n, _, h, _, _ = x.shape
+    n, _, h, _, c = x.shape
     if x.size == 0:
         return
-    args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype))
+    args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype),
+            _mirror(x.shape[3], c))
     parallel_for(_move_body, n * h, *args, work=x.size)
 
 
@@ -151,57 +156,107 @@ def _nearest_body(x, out, shape, table, fill, u0, u1):
                     _set_run(out, dst, _U(channels), fill)
 
 
+def _cast_like(value, like):
+    """``value`` converted (rounded once) to the type of ``like``; Numba-only, see below."""
+    raise NotImplementedError
+
+
+@overload(_cast_like)
+def _cast_like_impl(value, like):
+    # The compute type is a compile-time fact of each specialization: float32 or float64.
+    if like == types.float32:
+        return lambda value, like: np.float32(value)
+    return lambda value, like: np.float64(value)
+
+
+@njit(inline="always")
+def _neighbour(x, index, state, fill, like):
+    # state 1: inside (read), 2: outside (fill), 0: weight 0 (never read, counts as 0)
+    if state == 1:
+        return _cast_like(x[index], like)
+    return fill if state == 2 else _cast_like(0.0, like)
+
+
+@njit(inline="always")
+def _state(y, x, h, w, used):
+    if not used:
+        return 0
+    return 1 if (0.0 <= y <= h - 1 and 0.0 <= x <= w - 1) else 2
+
+
+@njit(inline="always")
+def _offset(y, x, w, channels, state):
+    return (int(y) * w + int(x)) * channels if state == 1 else 0
+
+
 @njit(nogil=True, cache=True)
-def _bilinear_body(x, out, shape, table, fillv, round_u8, u0, u1):
-    # fillv: the fill as a 1-element array of the compute type; the scratch arrays below take
-    # that type, so every weight is cast once on store and every blend is in the compute type.
+def _bilinear_body(x, out, shape, table, fill, round_u8, u0, u1):
+    # fill is a scalar of the compute type (float32, or float64 for float64 data): every
+    # weight is cast to it once and every blend is computed in it.
     planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
     plane = h * w * channels
-    ct = fillv.dtype
-    wy = np.empty(2, ct)
-    wx = np.empty(2, ct)
-    v = np.empty(4, ct)
-    offsets = np.zeros(4, np.int64)
-    state = np.zeros(4, np.int64)  # 0: weight 0 (not read), 1: inside, 2: outside (fill)
-    one = np.ones(1, ct)
+    one = _cast_like(1.0, fill)
+    # Per row, first the sample points of every column in a branch-free loop that LLVM
+    # vectorizes, then the gathers; pixels whose four neighbours are inside with non-zero
+    # weights (nearly all of them) skip the per-neighbour cases. Measured on the 256x32x32x3
+    # float32 batch: 2.5x faster than one loop doing both (rough, on a loaded 2-core VM).
+    ys = np.empty(w, np.float64)
+    xs = np.empty(w, np.float64)
+    wys = np.empty(w, type(fill))
+    wxs = np.empty(w, type(fill))
     for u in range(u0, u1):
         n = u // h
         i = u - n * h
         for j in range(w):
             qy, qx = _source_point(table, n, i, j)
-            y0f, x0f = np.floor(qy), np.floor(qx)
-            wy[1] = qy - y0f
-            wx[1] = qx - x0f
-            wy[0] = one[0] - wy[1]
-            wx[0] = one[0] - wx[1]
-            for a in range(2):
-                for b in range(2):
-                    yy, xx = y0f + a, x0f + b
-                    if wy[a] == 0 or wx[b] == 0:
-                        state[2 * a + b] = 0
-                    elif 0.0 <= yy <= h - 1 and 0.0 <= xx <= w - 1:
-                        state[2 * a + b] = 1
-                        offsets[2 * a + b] = (int(yy) * w + int(xx)) * channels
-                    else:
-                        state[2 * a + b] = 2
+            ys[j], xs[j] = np.floor(qy), np.floor(qx)
+            wys[j] = qy - ys[j]
+            wxs[j] = qx - xs[j]
+        for j in range(w):
+            y0, x0, wy1, wx1 = ys[j], xs[j], wys[j], wxs[j]
+            wy0, wx0 = one - wy1, one - wx1
+            dst = (i * w + j) * channels
+            if (0.0 <= y0 <= h - 2 and 0.0 <= x0 <= w - 2
+                    and wy0 != 0 and wy1 != 0 and wx0 != 0 and wx1 != 0):
+                o00 = (int(y0) * w + int(x0)) * channels
+                o10 = o00 + w * channels
+                for p in range(planes):
+                    base = (n * planes + p) * plane
+                    for c in range(channels):
+                        b = base + c
+                        top = (wx0 * _cast_like(x[_U(b + o00)], one)
+                               + wx1 * _cast_like(x[_U(b + o00 + channels)], one))
+                        bottom = (wx0 * _cast_like(x[_U(b + o10)], one)
+                                  + wx1 * _cast_like(x[_U(b + o10 + channels)], one))
+                        _store(out, _U(base + dst + c), wy0 * top + wy1 * bottom, round_u8)
+                continue
+            s00 = _state(y0, x0, h, w, wy0 != 0 and wx0 != 0)
+            s01 = _state(y0, x0 + 1.0, h, w, wy0 != 0 and wx1 != 0)
+            s10 = _state(y0 + 1.0, x0, h, w, wy1 != 0 and wx0 != 0)
+            s11 = _state(y0 + 1.0, x0 + 1.0, h, w, wy1 != 0 and wx1 != 0)
+            o00 = _offset(y0, x0, w, channels, s00)
+            o01 = _offset(y0, x0 + 1.0, w, channels, s01)
+            o10 = _offset(y0 + 1.0, x0, w, channels, s10)
+            o11 = _offset(y0 + 1.0, x0 + 1.0, w, channels, s11)
             for p in range(planes):
                 base = (n * planes + p) * plane
-                dst = base + (i * w + j) * channels
                 for c in range(channels):
-                    for t in range(4):
-                        if state[t] == 1:
-                            v[t] = x[_U(base + offsets[t] + c)]
-                        elif state[t] == 2:
-                            v[t] = fillv[0]
-                        else:
-                            v[t] = 0
-                    top = wx[0] * v[0] + wx[1] * v[1]
-                    bottom = wx[0] * v[2] + wx[1] * v[3]
-                    blend = wy[0] * top + wy[1] * bottom
-                    if round_u8:
-                        out[_U(dst + c)] = min(max(np.rint(blend), 0.0), 255.0)
-                    else:
-                        out[_U(dst + c)] = blend
+                    b = base + c
+                    v00 = _neighbour(x, _U(b + o00), s00, fill, one)
+                    v01 = _neighbour(x, _U(b + o01), s01, fill, one)
+                    v10 = _neighbour(x, _U(b + o10), s10, fill, one)
+                    v11 = _neighbour(x, _U(b + o11), s11, fill, one)
+                    top = wx0 * v00 + wx1 * v01
+                    bottom = wx0 * v10 + wx1 * v11
+                    _store(out, _U(base + dst + c), wy0 * top + wy1 * bottom, round_u8)
+
+
+@njit(inline="always")
+def _store(out, index, blend, round_u8):
+    if round_u8:  # uint8: round to nearest even, clamp, then the (exact) conversion
+        out[index] = min(max(np.rint(blend), 0.0), 255.0)
+    else:
+        out[index] = blend
 
 
 def affine(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill, nearest: bool) -> None:
@@ -215,12 +270,12 @@ def affine(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill, nearest: boo
         parallel_for(_nearest_body, n * h, *args, work=x.size)
         return
     ctype = compute_dtype(x.dtype)
-    fillv = np.array([fill], dtype=ctype)
+    fillc = ctype.type(fill)
     # 16-bit storage: widen (exact), blend in float32, round once (NumPy/ml_dtypes cast: RNE).
     wide = x.dtype.itemsize == 2
     source = x.astype(ctype) if wide else x
     target = np.empty(x.shape, ctype) if wide else out
-    args = (source.reshape(-1), target.reshape(-1), _shape(x), table, fillv, x.dtype == np.uint8)
+    args = (source.reshape(-1), target.reshape(-1), _shape(x), table, fillc, x.dtype == np.uint8)
     parallel_for(_bilinear_body, n * h, *args, work=4 * x.size)
     if wide:
         out[...] = target.astype(x.dtype)
