@@ -17,9 +17,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .params import compute_dtype
+from fastreg._runtime import parallel_for
 
-from ..._runtime import parallel_for
+from .params import compute_dtype
 
 __all__ = ["affine", "move"]
 
