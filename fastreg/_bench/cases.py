@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Family modules, in table order.
-FAMILIES = ("dropout", "dense", "dropconnect", "prox", "torch")
+FAMILIES = ("dropout", "dense", "dropconnect", "prox", "augment", "torch")
 
 
 @dataclass(frozen=True)
