@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
 from .. import _backends, _runtime
+from . import processes
 from .cases import Case, all_cases
 
 
@@ -445,7 +446,7 @@ def main(
         )
         return 2
     selected = select_cases(all_cases() if cases is None else cases, quick=quick, filters=filters)
-    if not selected:
+    if not selected and not _process_case_selected(filters, cases is not None):
         print(f"no benchmark case matches quick={quick} filters={list(filters)}", file=progress)
         return 1
     settings = Settings.quick(repeats) if quick else Settings(repeats=repeats)
@@ -456,9 +457,34 @@ def main(
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
+    fresh = _run_process_cases(quick, filters, cases is not None, out, progress)
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(to_json(results, backend, settings), handle, indent=2)
+            data = to_json(results, backend, settings)
+            data["process_cases"] = [processes.to_json(r) for r in fresh]
+            json.dump(data, handle, indent=2)
             handle.write("\n")
         print(f"wrote {json_path}", file=progress)
-    return 1 if any(result.error for result in results) else 0
+    failed = any(result.error for result in results) or any(r.error for r in fresh)
+    return 1 if failed else 0
+
+
+def _process_case_selected(filters: Sequence[str], custom_cases: bool) -> bool:
+    if custom_cases or not processes.available():
+        return False
+    haystack = f"torch {processes.MLP_NAME}".lower()
+    return not filters or any(f.lower() in haystack for f in filters)
+
+
+def _run_process_cases(quick: bool, filters: Sequence[str], custom_cases: bool, out: TextIO,
+                       progress: TextIO) -> list[processes.ProcessResult]:
+    """The fresh-process cases (:mod:`fastreg._bench.processes`) the filters select: 2 rounds
+    with ``--quick``, else 5."""
+    if not _process_case_selected(filters, custom_cases):
+        return []
+    rounds = 2 if quick else 5
+    print(f"[fresh processes] {processes.MLP_NAME}: {rounds} rounds", file=progress)
+    result = processes.run_mlp(rounds=rounds)
+    print("", file=out)
+    print("\n".join(processes.format_result(result)), file=out)
+    return [result]
