@@ -31,12 +31,6 @@ def _flat_bits(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(_BITS[a.dtype.itemsize])
 
 
-def _mirror(width: int, channels: int) -> np.ndarray:
-    """``perm[t] = (W-1 - t//C)*C + t%C``: where output element ``t`` of a mirrored row reads."""
-    t = np.arange(width * channels, dtype=np.int64)
-    return (width - 1 - t // channels) * channels + t % channels
-
-
 def _shape(a: np.ndarray) -> np.ndarray:
     """``(N, P, H, W, C)`` as an int64 array (one argument for every body)."""
     return np.array(a.shape, dtype=np.int64)
@@ -69,16 +63,23 @@ def _copy_run(dst, d0, src, s0, count):
 
 
 @njit(inline="always")
-def _copy_mirrored(dst, d0, src, s0, perm, count):
-    # dst[d0 + t] = src[s0 + perm[t]]: a gather through the row's mirror permutation
-    # perm[t] = (W-1 - t//C)*C + t%C, which LLVM vectorizes; the per-pixel loop over C channels
-    # stayed scalar (30x the copy time for C = 3, against 2x for this form).
+def _copy_mirrored(dst, d0, src, s0, count, channels):
+    # A mirrored run of pixels: reverse the elements (a loop LLVM vectorizes), then put each
+    # pixel's channels back in order. A gather through a permutation, or a pixel loop over the
+    # C channels, stayed scalar: 4-7x the copy time for C = 3 against ~2x for this form
+    # (rough, on the loaded 2-core VM).
+    last = s0 + _U(count - 1)
     for t in range(count):
-        dst[d0 + _U(t)] = src[s0 + _U(perm[t])]
+        dst[d0 + _U(t)] = src[last - _U(t)]
+    if channels > 1:
+        for p in range(0, count, channels):
+            for c in range(channels // 2):
+                a, b = d0 + _U(p + c), d0 + _U(p + channels - 1 - c)
+                dst[a], dst[b] = dst[b], dst[a]
 
 
 @njit(nogil=True, cache=True)
-def _move_body(x, out, shape, table, fill, perm, u0, u1):
+def _move_body(x, out, shape, table, fill, u0, u1):
     planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
     k = w * channels
     for u in range(u0, u1):
@@ -106,10 +107,7 @@ def _move_body(x, out, shape, table, fill, perm, u0, u1):
                 dst = row + _U(j0 * channels)
                 count = (j1 - j0) * channels
                 if hflip:
-                    # a run of L = j1 - j0 pixels mirrors through perm[t] - (W - L)*C; the
-                    # subtraction is folded into the base, modulo 2**64 like every uint64 sum
-                    start = src - _U((w - j1 + j0) * channels)
-                    _copy_mirrored(out, dst, x, start, perm, count)
+                    _copy_mirrored(out, dst, x, src, count, channels)
                 else:
                     _copy_run(out, dst, x, src, count)
             if cut:
@@ -119,11 +117,10 @@ def _move_body(x, out, shape, table, fill, perm, u0, u1):
 def move(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill) -> None:
     """``out = cutout(translate(flip(x)))`` with the per-sample ``table`` (MOVE_COLUMNS:
     vflip, hflip, dy, dx, row0, row1, col0, col1)."""
-    n, _, h, _, c = x.shape
+    n, _, h, _, _ = x.shape
     if x.size == 0:
         return
-    args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype),
-            _mirror(x.shape[3], c))
+    args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype))
     parallel_for(_move_body, n * h, *args, work=x.size)
 
 
