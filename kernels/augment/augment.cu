@@ -95,36 +95,11 @@ struct fr_aug_f16 {
     FR_STATIC float load(const fr_u16 *p, fr_u64 i) { return fr_half_to_float(p[i]); }
     FR_STATIC void store(fr_u16 *p, fr_u64 i, float v) { p[i] = fr_float_to_half(v); }
 };
-#if defined(__CUDA_ARCH__) && !defined(FR_HOST_EMULATION)
-FR_HD fr_u32 fr_float_bits(float v) { return __float_as_uint(v); }
-FR_HD float fr_bits_float(fr_u32 b) { return __uint_as_float(b); }
-#else
-FR_HD fr_u32 fr_float_bits(float v) {
-    fr_u32 b;
-    __builtin_memcpy(&b, &v, sizeof b);
-    return b;
-}
-FR_HD float fr_bits_float(fr_u32 b) {
-    float v;
-    __builtin_memcpy(&v, &b, sizeof v);
-    return v;
-}
-#endif
-
-struct fr_aug_bf16 {  // bfloat16: the top half of a float32; stores round to nearest even
+struct fr_aug_bf16 {  // bfloat16 as its bits; the dtype preamble's conversions (RNE)
     typedef fr_u16 storage;
     typedef float compute;
-    FR_STATIC float load(const fr_u16 *p, fr_u64 i) {
-        return fr_bits_float((fr_u32)p[i] << 16);
-    }
-    FR_STATIC void store(fr_u16 *p, fr_u64 i, float v) {
-        const fr_u32 bits = fr_float_bits(v);
-        if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {  // NaN: a quiet NaN of the same sign
-            p[i] = (fr_u16)((bits >> 16) | 0x0040u);
-            return;
-        }
-        p[i] = (fr_u16)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-    }
+    FR_STATIC float load(const fr_u16 *p, fr_u64 i) { return fr_bf16_to_float(p[i]); }
+    FR_STATIC void store(fr_u16 *p, fr_u64 i, float v) { p[i] = fr_float_to_bf16(v); }
 };
 template <typename T>
 struct fr_aug_float {

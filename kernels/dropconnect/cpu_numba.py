@@ -93,8 +93,10 @@ def _example_forward(x, W, b, has_bias, y, k0, k1, salt, offset, threshold, scal
 
 @njit(cache=True, fastmath={"reassoc"})
 def _select_axpy_dot(kb, threshold, g, w, gw, xe):
-    """With ``t[j] = g[j] if kb[j] >= threshold else 0``: ``gw += xe * t`` and return
-    ``sum_j t[j] * w[j]``, in one pass over the tile.
+    """Where ``kb[j] >= threshold`` (kept): ``gw[j] += xe * g[j]``, and return the sum of
+    ``g[j] * w[j]`` over the kept ``j``, in one pass over the tile. Products are selected, not
+    multiplied by a zeroed factor: a dropped NaN/Inf weight or input contributes nothing (as in
+    the numpy twin), where ``0 * nan`` would poison the sum.
 
     ``reassoc`` (this function only, never in RNG code) lets LLVM split the sum into vector
     partial sums: 0.33 ns per element without it, ~0.05 with it. The order is then fixed by the
@@ -103,9 +105,13 @@ def _select_axpy_dot(kb, threshold, g, w, gw, xe):
     zero = g.dtype.type(0)
     total = zero
     for j in range(g.size):
-        t = g[j] if kb[j] >= threshold else zero
-        gw[j] += xe * t
-        total += t * w[j]
+        keep = kb[j] >= threshold
+        # Products first, then a select: a product inside the conditional expression becomes a
+        # branch that LLVM leaves scalar (5.1 against 0.21 ns per element).
+        gx = xe * g[j]
+        gwj = g[j] * w[j]
+        gw[j] = gw[j] + (gx if keep else zero)
+        total = total + (gwj if keep else zero)
     return total
 
 

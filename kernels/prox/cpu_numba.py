@@ -14,12 +14,16 @@ header at a word offset calibrated once against ``ndarray.ctypes.data`` (see
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from fastreg._runtime import parallel_for
+
+from . import NORM_RESCALE_BELOW
 
 # Every kernel uses NumPy's error model: Python's (the default) tests each float division for a
 # zero divisor to raise ZeroDivisionError, and that branch stopped LLVM from vectorizing the Adam
@@ -289,6 +293,26 @@ def _group_scale(norm, param, mode):
     return param / norm if norm > param else 1.0
 
 
+@njit(cache=True, error_model="numpy")
+def _group_norm(x2, g, sum_squares):
+    """The L2 norm of row ``g`` from its float64 sum of squares; a sum that overflowed or may
+    have underflowed is recomputed with the entries scaled by ``2**-k``, ``k`` the exponent of
+    the row's largest magnitude (exact scaling, as in the numpy twin)."""
+    if not (sum_squares == np.inf or sum_squares < NORM_RESCALE_BELOW):
+        return np.sqrt(sum_squares)
+    largest = 0.0
+    for j in range(x2.shape[1]):
+        largest = max(largest, abs(np.float64(x2[g, j])))
+    if largest == 0.0 or largest == np.inf:
+        return largest
+    k = math.frexp(largest)[1]
+    acc = 0.0
+    for j in range(x2.shape[1]):
+        e = math.ldexp(np.float64(x2[g, j]), -k)
+        acc += e * e
+    return math.ldexp(np.sqrt(acc), k)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _groups_by_row(x2, param, mode, r0, r1):
     zero = x2.dtype.type(0)
@@ -297,7 +321,7 @@ def _groups_by_row(x2, param, mode, r0, r1):
         for j in range(x2.shape[1]):
             e = np.float64(x2[g, j])
             acc += e * e
-        s = _group_scale(np.sqrt(acc), param, mode)
+        s = _group_scale(_group_norm(x2, g, acc), param, mode)
         if s != 1.0:
             typed = x2.dtype.type(s)
             for j in range(x2.shape[1]):
@@ -320,7 +344,7 @@ def _groups_by_column(x2, param, mode, b0, b1):
                 acc[g - g0] += e * e
         scales = np.empty(g1 - g0)
         for g in range(g0, g1):
-            scales[g - g0] = _group_scale(np.sqrt(acc[g - g0]), param, mode)
+            scales[g - g0] = _group_scale(_group_norm(x2, g, acc[g - g0]), param, mode)
         for j in range(size):
             for g in range(g0, g1):
                 s = scales[g - g0]
