@@ -431,6 +431,7 @@ def check_update_arrays(
         check_writeable(a, _entry(name, index))
     if mask is not None:
         check_keep_mask(mask, _entry("mask", index), tuple(w.shape))
+    _check_update_overlap(index, w, inputs, states, mask)
 
 
 # ---------------------------------------------------------------------- images (SPEC §4.5)
@@ -569,7 +570,6 @@ def check_sample_ids(sample_ids: Any, n: int, x: Any) -> Any:
         raise ValueError(f"sample_ids must be in [0, 2**61), got values in "
                          f"[{int(sample_ids.min())}, {int(sample_ids.max())}]")
     return sample_ids
-    _check_update_overlap(index, w, inputs, states, mask)
 
 
 def _check_update_overlap(
