@@ -453,7 +453,7 @@ def check_update_arrays(
     _check_update_overlap(index, w, inputs, states, mask)
 
 
-# ---------------------------------------------------------------------- images (SPEC §4.5)
+# ---------------------------------------------------- images (docs/contract/ops.md)
 #: The dtypes of an image batch, by name (bfloat16 is ml_dtypes'; matching names keeps ml_dtypes
 #: unimported until an array of that dtype exists).
 IMAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "uint8")
