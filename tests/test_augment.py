@@ -1,7 +1,8 @@
 """Batch image augmentation (docs/contract/ops.md) on every CPU backend, against oracles written
 here from the formulas of docs/contract/ops.md and the raw salt-3 stream
-(``fastreg.random_bits``), never against the kernels' own tables: np.flip for flips, np.pad + crop for translations, a slice for cutout, and
-a per-pixel float64 loop (and scipy.ndimage when installed) for affine warps."""
+(``fastreg.random_bits``), never against the kernels' own tables: np.flip for flips, np.pad +
+crop for translations, a slice for cutout, and a per-pixel float64 loop (and scipy.ndimage when
+installed) for affine warps."""
 
 from __future__ import annotations
 
