@@ -32,7 +32,12 @@ PROBABILITIES = st.one_of(
 SEEDS = st.one_of(st.sampled_from([0, 1, 2**32 - 1, 2**32, 2**63, 2**64 - 1]),
                   st.integers(0, 2**64 - 1))
 OFFSETS = st.one_of(st.sampled_from([0, 1, 2**31, 2**32 - 1]), st.integers(0, 2**32 - 1))
-SHAPES = st.lists(st.integers(0, 7), min_size=1, max_size=4).map(tuple)
+_NONEMPTY = st.lists(st.integers(1, 7), min_size=1, max_size=4).map(tuple)
+# Three in four shapes have no zero dimension: hypothesis favours 0, and a 0-size array tells
+# little about masks and layouts; the fourth branch still reaches every 0-size case.
+SHAPES = st.one_of(_NONEMPTY, _NONEMPTY, _NONEMPTY,
+                   st.lists(st.integers(0, 7), min_size=1, max_size=4).map(tuple))
+TRAINING = st.sampled_from([True, True, True, False])
 LAYOUTS = st.sampled_from(["C", "F", "reversed", "offset"])
 SPECIALS = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e30]
 
@@ -96,7 +101,7 @@ def _noise_shape(draw, shape):
 def test_dropout_and_backward_bit_for_bit(data, p, seed, offset):
     x = data.draw(arrays())
     noise_shape = _noise_shape(data.draw, x.shape)
-    training = data.draw(st.booleans())
+    training = data.draw(TRAINING)
     kw = dict(seed=seed, offset=offset, noise_shape=noise_shape)
     got = fastreg.dropout(x.copy(), p, training=training, backend="numba", **kw)
     want = fastreg.dropout(x.copy(), p, training=training, backend="numpy", **kw)
