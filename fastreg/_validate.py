@@ -46,6 +46,12 @@ _TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.exceptions is NumPy
 
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _GPU_DTYPES = (np.dtype(np.float16), *_CPU_DTYPES)
+try:  # CuPy's bfloat16 arrays carry ml_dtypes.bfloat16 (the CUDA kernels take it)
+    import ml_dtypes as _ml_dtypes
+
+    _GPU_DTYPES = (*_GPU_DTYPES, np.dtype(_ml_dtypes.bfloat16))
+except ImportError:
+    pass
 
 
 def _describe(value: Any) -> str:
@@ -150,7 +156,7 @@ def _is_array(x: Any) -> bool:
 
 
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
-    """``x`` as a floating array: float32/float64 (float16 too for CuPy arrays)."""
+    """``x`` as a floating array: float32/float64 (float16 and bfloat16 too for CuPy arrays)."""
     if not _is_array(x):
         raise TypeError(
             f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "

@@ -86,6 +86,8 @@ def _array(t: torch.Tensor) -> Any:
     if t.device.type == "cuda":
         import cupy
 
+        if t.dtype == torch.bfloat16:
+            return _bfloat16_view(cupy.from_dlpack(t.view(torch.int16)))
         return cupy.from_dlpack(t)
     raise TypeError(f"fastreg.torch takes CPU or CUDA tensors, got a tensor on {t.device}")
 
@@ -93,8 +95,22 @@ def _array(t: torch.Tensor) -> Any:
 def _tensor(a: Any) -> torch.Tensor:
     """An array returned by a kernel as a tensor sharing its memory."""
     if type(a).__module__.split(".")[0] == "cupy":
+        if a.dtype.name == "bfloat16":
+            return torch.from_dlpack(a.view("int16")).view(torch.bfloat16)
         return torch.from_dlpack(a)
     return torch.from_numpy(a)
+
+
+def _bfloat16_view(bits: Any) -> Any:
+    """An int16 CuPy array of bfloat16 bit patterns viewed as ``ml_dtypes.bfloat16`` (what CuPy's
+    bfloat16 arrays carry). bfloat16 crosses DLPack as int16 both ways: CuPy imports DLPack
+    bfloat16 only from version 14, and exports it in no released version."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("bfloat16 CUDA tensors need the ml_dtypes package (pip install "
+                        "ml_dtypes) for CuPy to hold them") from None
+    return bits.view(ml_dtypes.bfloat16)
 
 
 @contextlib.contextmanager
@@ -247,7 +263,8 @@ def dropout(x: torch.Tensor, p: float, *, seed: int, offset: int = 0, training: 
 
     Parameters
     ----------
-    x : float tensor (float32/float64 on CPU; float16 too on CUDA), any shape and strides
+    x : float tensor (float32/float64 on CPU; float16 and bfloat16 too on CUDA), any shape,
+        any strides
     p : float in [0, 1]; seed : int in [0, 2**64); offset : int in [0, 2**32)
     training : bool; noise_shape : as in :func:`fastreg.dropout` (Keras semantics)
 

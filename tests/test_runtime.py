@@ -113,7 +113,7 @@ def test_parallel_for_partitions_and_propagates_errors():
         _runtime.parallel_for(body, 37, work=1 << 30)
     covered = sorted(seen)
     assert covered[0][0] == 0 and covered[-1][1] == 37
-    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False))
 
     def failing(u0, u1):
         raise ZeroDivisionError("unit failed")

@@ -44,6 +44,53 @@ FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char 
     fr_store(w, i, z);
 }
 
+// Four consecutive elements [q, q + 4) of one tensor, clipped at hi; a thread's quad moves as one
+// vector access per array where `vector` (all of the tensor's arrays quad-aligned) and the quad is
+// whole, element by element otherwise. The element functions run on the loaded registers then,
+// so both paths compute the same values (re-reads of buf, m, v see the rounded stored value).
+template <typename T, typename C>
+FR_HD void fr_sgd_quad(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 q, fr_u64 hi,
+                       bool vector, C lr, C thr, C shrink, C momentum, bool nesterov) {
+    if (vector && q + 4 <= hi) {
+        fr_quad<T> wq = fr_load_quad(w, q), bq;
+        const fr_quad<T> gq = fr_load_quad(grad, q);
+        fr_bytes4 mq;
+        if (buf) bq = fr_load_quad(buf, q);
+        if (mask) mq = fr_load_bytes4(mask, q);
+        for (int t = 0; t < 4; ++t)
+            fr_sgd_element(wq.v, gq.v, buf ? bq.v : (T *)0, mask ? mq.v : (unsigned char *)0, t,
+                           lr, thr, shrink, momentum, nesterov);
+        fr_store_quad(w, q, wq);
+        if (buf) fr_store_quad(buf, q, bq);
+        return;
+    }
+    for (fr_u64 i = q; i < q + 4 && i < hi; ++i)
+        fr_sgd_element(w, grad, buf, mask, i, lr, thr, shrink, momentum, nesterov);
+}
+
+template <typename T, typename C>
+FR_HD void fr_adam_quad(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 q,
+                        fr_u64 hi, bool vector, C beta1, C omb1, C beta2, C omb2, C step_size,
+                        C inv_sqrt_bc2, C eps, C decay, C lr_l1, C two_lr_l2, bool prox) {
+    if (vector && q + 4 <= hi) {
+        fr_quad<T> wq = fr_load_quad(w, q), mq = fr_load_quad(m, q), vq = fr_load_quad(v, q);
+        const fr_quad<T> gq = fr_load_quad(grad, q);
+        fr_bytes4 kq;
+        if (mask) kq = fr_load_bytes4(mask, q);
+        for (int t = 0; t < 4; ++t)
+            fr_adam_element(wq.v, gq.v, mq.v, vq.v, mask ? kq.v : (unsigned char *)0, t, beta1,
+                            omb1, beta2, omb2, step_size, inv_sqrt_bc2, eps, decay, lr_l1,
+                            two_lr_l2, prox);
+        fr_store_quad(w, q, wq);
+        fr_store_quad(m, q, mq);
+        fr_store_quad(v, q, vq);
+        return;
+    }
+    for (fr_u64 i = q; i < q + 4 && i < hi; ++i)
+        fr_adam_element(w, grad, m, v, mask, i, beta1, omb1, beta2, omb2, step_size, inv_sqrt_bc2,
+                        eps, decay, lr_l1, two_lr_l2, prox);
+}
+
 // Group scales from the group's L2 norm (computed in double): zero groups stay zero, no NaN.
 FR_HD double fr_group_lasso_scale(double norm, double t) {
     return norm <= t ? 0.0 : 1.0 - t / norm;
@@ -151,10 +198,14 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
         for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
             fr_u64 lo, hi;                                                                      \
             const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_SGD_FIELDS, chunk, lo, hi);     \
-            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
-                fr_sgd_element((T *)row[0], (const T *)row[1], (T *)row[2],                     \
-                               (const unsigned char *)row[3], i, lr, thr, shrink, momentum,     \
-                               nesterov != 0);                                                  \
+            T *w = (T *)row[0], *buf = (T *)row[2];                                             \
+            const T *grad = (const T *)row[1];                                                  \
+            const unsigned char *mask = (const unsigned char *)row[3];                          \
+            const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) &&                  \
+                                fr_quad_aligned(buf) && fr_bytes4_aligned(mask);                \
+            for (fr_u64 q = lo + 4 * threadIdx.x; q < hi; q += 4 * blockDim.x)                  \
+                fr_sgd_quad(w, grad, buf, mask, q, hi, vector, lr, thr, shrink, momentum,       \
+                            nesterov != 0);                                                     \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void fastreg_prox_adam_##SUFFIX(                                      \
@@ -166,11 +217,15 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
         for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
             fr_u64 lo, hi;                                                                      \
             const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_ADAM_FIELDS, chunk, lo, hi);    \
-            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
-                fr_adam_element((T *)row[0], (const T *)row[1], (T *)row[2], (T *)row[3],       \
-                                (const unsigned char *)row[4], i, beta1, omb1, beta2, omb2,     \
-                                step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2,          \
-                                prox != 0);                                                     \
+            T *w = (T *)row[0], *m = (T *)row[2], *v = (T *)row[3];                             \
+            const T *grad = (const T *)row[1];                                                  \
+            const unsigned char *mask = (const unsigned char *)row[4];                          \
+            const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) &&                  \
+                                fr_quad_aligned(m) && fr_quad_aligned(v) &&                     \
+                                fr_bytes4_aligned(mask);                                        \
+            for (fr_u64 q = lo + 4 * threadIdx.x; q < hi; q += 4 * blockDim.x)                  \
+                fr_adam_quad(w, grad, m, v, mask, q, hi, vector, beta1, omb1, beta2, omb2,      \
+                             step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox != 0); \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void fastreg_prox_group_##SUFFIX(T *x, fr_u64 groups, fr_u64 size,    \
