@@ -433,6 +433,8 @@ def check_update_arrays(
         and (mask is None or (type(mask) is np.ndarray and mask.dtype == np.bool_
                               and mask.shape == w.shape))
     ):
+        if not _maybe_overlapping(w, inputs, states, mask):
+            return
         _check_update_overlap(index, w, inputs, states, mask)
         return
     w_name = _entry("w", index)
@@ -451,6 +453,25 @@ def check_update_arrays(
     if mask is not None:
         check_keep_mask(mask, _entry("mask", index), tuple(w.shape))
     _check_update_overlap(index, w, inputs, states, mask)
+
+
+def _maybe_overlapping(
+    w: Any, inputs: tuple[tuple[str, Any], ...], states: tuple[tuple[str, Any], ...], mask: Any
+) -> bool:
+    """Whether any written array of a NumPy tensor may share memory with another of its arrays
+    (not counting an array with itself): the fast path's screen, ~0.1 us per pair of owning
+    arrays and ~0.4 us per pair of views (torch parameters), against ~6 us per tensor for the
+    full check it defers to."""
+    written = (w, *(a for _, a in states))
+    read = (*(a for _, a in inputs), mask)
+    share = np.may_share_memory
+    for i, a in enumerate(written):
+        for b in (*written[i + 1 :], *read):
+            if b is None or a is b or (a.base is None and b.base is None):
+                continue
+            if share(a, b):
+                return True
+    return False
 
 
 # ---------------------------------------------------- images (docs/contract/ops.md)
