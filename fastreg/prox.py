@@ -1,4 +1,5 @@
-"""Proximal weight updates (SPEC §4.4): L1, L2, elastic net, group lasso and max-norm, in place.
+"""Proximal weight updates: L1, L2, elastic net, group lasso and max-norm, in place
+(docs/contract/ops.md).
 
 Penalty convention (Keras): ``R(w) = l1 * sum|w| + l2 * sum w**2``. With the soft threshold
 ``S(v, t) = sign(v) * max(|v| - t, 0)`` the proximal step of ``lr * R`` is
@@ -150,7 +151,7 @@ def prox_sgd_(
     buf : momentum state, array of w's shape and dtype (zeros before the first step), updated in
         place; required when ``momentum > 0``, untouched when ``momentum == 0``
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -247,7 +248,7 @@ def prox_adam_(
     lr, eps, l1, l2, weight_decay : finite floats >= 0
     beta1, beta2 : floats in [0, 1)
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -366,7 +367,7 @@ def prox_group_lasso_(
     w : float16/bfloat16/float32/float64 array, or a list of arrays; updated in place
     t : finite float >= 0, the threshold (``lr * lambda`` for a step of size lr)
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -403,7 +404,7 @@ def max_norm_(
     w : float16/bfloat16/float32/float64 array, or a list of arrays; updated in place
     max_norm : finite float >= 0
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -435,7 +436,7 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
     ----------
     w : float16/bfloat16/float32/float64 array of any shape and layout, or a list of arrays
     l1, l2 : finite floats >= 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------

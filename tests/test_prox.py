@@ -1,5 +1,6 @@
-"""Proximal updates (SPEC §4.4): scalar references, soft-threshold optimality, scikit-learn's
-ElasticNet, PyTorch's SGD/AdamW, NumPy norms for groups; lists, layouts and bad input."""
+"""Proximal updates (docs/contract/ops.md): scalar references, soft-threshold optimality,
+scikit-learn's ElasticNet, PyTorch's SGD/AdamW, NumPy norms for groups; lists, layouts and bad
+input."""
 
 from __future__ import annotations
 

@@ -197,8 +197,12 @@ def cos_unit(theta):
     head = (_PIO2_HI - theta) if low else (theta - _P3O2_HI)
     s = head + (_PIO2_LO if low else -_P3O2_LO)
     z = s * s
-    h = _H0 + z * (_H1 + z * (_H2 + z * (_H3 + z * (_H4 + z * (_H5 + z * (_H6 + z * _H7))))))
-    return s + (s * z) * h
+    z2 = z * z
+    # Estrin's scheme after the leading term: a dependency chain of 5 multiply-adds instead of
+    # Horner's 7 (the loop is latency-bound: llvm-mca 87 cycles per 8 normals against a
+    # throughput bound of 40); the leading term outside keeps the error at Horner's 1.8 ulp.
+    tail = ((_H1 + z * _H2) + z2 * (_H3 + z * _H4)) + (z2 * z2) * ((_H5 + z * _H6) + z2 * _H7)
+    return s + (s * z) * (_H0 + z * tail)
 
 
 @njit(inline="always")
