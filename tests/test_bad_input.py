@@ -83,7 +83,7 @@ def _images(out=True):
     return kw
 
 
-#: The image ops of SPEC §4.5 (augment.py), each with out= written.
+#: The image ops of docs/contract/ops.md (augment.py), each with out= written.
 VALID.update({
     "random_flip": (lambda: dict(_images(), horizontal=True, vertical=True), ("out",)),
     "random_translate": (lambda: dict(_images(), max_shift=(1, 2)), ("out",)),

@@ -261,7 +261,7 @@ IMAGE_DTYPES = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64), np.d
 
 @given(data=st.data(), seed=SEEDS, offset=OFFSETS)
 def test_exact_image_ops_bit_for_bit(data, seed, offset):
-    """random_flip/translate/cutout and augment are exact (SPEC §4.5): bit for bit."""
+    """random_flip/translate/cutout and augment are exact (docs/contract/ops.md): bit for bit."""
     dtype = data.draw(IMAGE_DTYPES)
     rank = data.draw(st.sampled_from([3, 4]))
     shape = tuple(data.draw(st.integers(0 if axis == 0 else 1, 7)) for axis in range(rank))

@@ -132,7 +132,7 @@ def bits_of(block, lane, salt, offset, k0, k1):
 # operations: fdlibm's log in its one general form (40 operations), and cos as one odd
 # polynomial after an exact reduction (25 operations, against 45 for a k_cos/k_sin pair with a
 # quadrant select). Both stay within ~1 ulp of the exact value (tests/test_philox_numba.py
-# checks against mpmath), so the backends agree to a few ulp (SPEC §3).
+# checks against mpmath), so the backends agree to a few ulp (docs/contract/random-stream.md).
 _LG1 = 6.666666666666735130e-01
 _LG2 = 3.999999999940941908e-01
 _LG3 = 2.857142874366239149e-01
@@ -207,7 +207,8 @@ def cos_unit(theta):
 
 @njit(inline="always")
 def box_muller(wa, wb):
-    """One standard normal from two 32-bit words (SPEC §3, Gaussian draws), in float64:
+    """One standard normal from two 32-bit words (docs/contract/random-stream.md, Gaussian draws),
+    in float64:
     ``sqrt(-2 ln u1) * cos(2 pi u2)``. Vectorizes only under ``error_model="numpy"``."""
     u1 = (np.float64(wa) + _HALF) * _TWO_POW_M32
     u2 = (np.float64(wb) + _HALF) * _TWO_POW_M32
@@ -262,7 +263,8 @@ def _random_bits_ends(out, start, lead, nfull, k0, k1, salt, offset):
 
 
 def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0) -> np.ndarray:
-    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)`` (SPEC §3.3), as uint32."""
+    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)``
+    (docs/contract/random-stream.md), as uint32."""
     out = np.empty(n, dtype=np.uint32)
     # Whole blocks inside [start, start + n) go through fill_words, in chunks of blocks.
     first = (start + 3) >> 2
