@@ -1,4 +1,4 @@
-"""The float dtypes of SPEC §4 and the one rounding of the 16-bit storage types.
+"""The float dtypes of docs/contract/ops.md and the one rounding of the 16-bit storage types.
 
 fastreg computes on four float dtypes: float16, bfloat16, float32 and float64. float16 and
 bfloat16 are *storage* types: every op reads them, computes in float32 (their compute type) and
@@ -26,7 +26,8 @@ __all__ = [
     "to_compute",
 ]
 
-#: The dtypes every backend accepts, by name (SPEC §4), in the order error messages list them.
+#: The dtypes every backend accepts, by name (docs/contract/ops.md), in the order error messages
+#: list them.
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 
 _FLOAT32 = np.dtype(np.float32)
@@ -44,7 +45,7 @@ def _is_bfloat16(dtype: np.dtype) -> bool:
 
 
 def is_float(dtype: Any) -> bool:
-    """Whether ``dtype`` is one of the four float dtypes of SPEC §4."""
+    """Whether ``dtype`` is one of the four float dtypes of docs/contract/ops.md."""
     dtype = np.dtype(dtype)
     return dtype in _NATIVE or _is_bfloat16(dtype)
 

@@ -180,8 +180,8 @@ def not_an_array(x: Any, name: str) -> TypeError:
 
 
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
-    """``x`` as a floating array of one of SPEC §4's dtypes: float16, bfloat16 (``ml_dtypes``),
-    float32 or float64, on every backend."""
+    """``x`` as a floating array of a dtype of docs/contract/ops.md: float16, bfloat16
+    (``ml_dtypes``), float32 or float64, on every backend."""
     if not _is_array(x):
         raise not_an_array(x, name)
     if not is_float(x.dtype):
@@ -471,7 +471,7 @@ def _maybe_overlapping(
 
 # ---------------------------------------------------- images (docs/contract/ops.md)
 #: The dtypes of an image batch, by name (bfloat16 is ml_dtypes'; matching names keeps ml_dtypes
-#: unimported until an array of that dtype exists): SPEC §4's float types and uint8.
+#: unimported until an array of that dtype exists): docs/contract/ops.md's floats and uint8.
 IMAGE_DTYPES = (*DTYPE_NAMES, "uint8")
 DATA_FORMATS = ("channels_last", "channels_first")
 

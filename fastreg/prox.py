@@ -12,9 +12,9 @@ error nothing has been modified. Arrays are updated where they live: tensors who
 one memory order (all C- or all F-contiguous) are walked in one pass; strided arrays are staged
 in a contiguous copy and written back, so the update still lands in the caller's array.
 Hyper-parameters are combined in float64 on the host and cast once to the arrays' compute dtype.
-float16/bfloat16 compute in float32 (SPEC §4): on the CPU their arrays are staged in float32
-copies, updated there, and written back rounded once per step (states too); CuPy kernels do the
-same per element.
+float16/bfloat16 compute in float32 (docs/contract/ops.md): on the CPU their arrays are staged in
+float32 copies, updated there, and written back rounded once per step (states too); CuPy kernels
+do the same per element.
 """
 
 from __future__ import annotations

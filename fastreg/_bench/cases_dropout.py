@@ -55,9 +55,9 @@ def _dropout_setup(n: int, dtype: Any) -> Callable[[str], dict[str, Callable[[],
 
 
 def _dropout16_setup(n: int, dtype: Any) -> Callable[[str], dict[str, Callable[[], Any]]]:
-    """float16/bfloat16 dropout (SPEC §4's storage types): it moves half the bytes of float32.
-    Peers: fastreg on the same values in float32 (``f32``) and ``torch.nn.functional.dropout``
-    on a tensor of the same 16-bit type sharing the buffer."""
+    """float16/bfloat16 dropout (the storage types of docs/contract/ops.md): it moves half the
+    bytes of float32. Peers: fastreg on the same values in float32 (``f32``) and
+    ``torch.nn.functional.dropout`` on a tensor of the same 16-bit type sharing the buffer."""
 
     def setup(backend: str) -> dict[str, Callable[[], Any]]:
         if dtype == "bfloat16":  # ml_dtypes is optional: imported when this case runs

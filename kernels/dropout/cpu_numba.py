@@ -11,10 +11,11 @@ on one core; a select loop indexing ``x[base + t]`` keeps Numba's negative-index
 stays scalar (4.7 ns against 0.36 over slices). Philox is ~90% of the time: ~0.6-0.8 ns per
 element on one core, the select ~0.06.
 
-float16 and bfloat16 (SPEC §4's storage types) run the same tiles on their ``uint16`` bits
-(``storage16``): widen, multiply in float32, round once, in one pass. They move half float32's
-bytes, but the pass is Philox-bound: dropout 4M measured bf16 1.06-1.16x faster than f32, f16
-about f32's time, PyTorch's bf16 ``F.dropout`` 9-13x slower (several runs, loaded 2-core VM).
+float16 and bfloat16 (the storage types of docs/contract/ops.md) run the same tiles on their
+``uint16`` bits (``storage16``): widen, multiply in float32, round once, in one pass. They move
+half float32's bytes, but the pass is Philox-bound: dropout 4M measured bf16 1.06-1.16x faster
+than f32, f16 about f32's time, PyTorch's bf16 ``F.dropout`` 9-13x slower (several runs, loaded
+2-core VM).
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def _select_in_place(a, bits, threshold, scale):
         a[t] = v if bits[t] >= threshold else zero
 
 
-# float16/bfloat16 (SPEC §4's storage types) natively: the uint16 bits are read, widened to
-# float32, multiplied, rounded once and written back, in the same one pass over memory as
-# float32 (half its bytes); no float32 copy of the array exists. One loop per format, the flag
-# tested outside it, so each loop is branch-free and vectorizes.
+# float16/bfloat16 (the storage types of docs/contract/ops.md) natively: the uint16 bits are
+# read, widened to float32, multiplied, rounded once and written back, in the same one pass over
+# memory as float32 (half its bytes); no float32 copy of the array exists. One loop per format,
+# the flag tested outside it, so each loop is branch-free and vectorizes.
 
 
 @njit(cache=True)
