@@ -80,7 +80,7 @@ FR_HOST_DROPOUT(f64, double)
                                T inv_sqrt_bc2, T eps, T decay, T lr_l1, T two_lr_l2, int prox) { \
         for (fr_u64 i = 0; i < n; ++i)                                                           \
             fr_adam_element(w, grad, m, v, mask, i, beta1, omb1, beta2, omb2, step_size,         \
-                            inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox != 0);              \
+                            inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);                   \
     }
 FR_HOST_PROX(f32, float)
 FR_HOST_PROX(f64, double)
