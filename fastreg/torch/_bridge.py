@@ -81,9 +81,16 @@ def cpu_backend(a: Any) -> str:
 
 @contextlib.contextmanager
 def on_device(t: torch.Tensor) -> Iterator[None]:
-    """For a CUDA tensor: CuPy's current device and stream become the tensor's device and
-    PyTorch's current stream there, so kernels queue behind PyTorch's work without a sync."""
-    if t.device.type != "cuda":
+    """The context of an op's kernels: autocast off (an op's own GEMMs compute in its compute
+    dtype; autocast stays on for the thread while the op runs), and for a CUDA tensor CuPy's
+    current device and stream become the tensor's device and PyTorch's current stream there,
+    so kernels queue behind PyTorch's work without a sync."""
+    device = t.device.type
+    if torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False), on_device(t):
+            yield
+        return
+    if device != "cuda":
         yield
         return
     import cupy
@@ -160,6 +167,19 @@ def rank_seed_tensor(seed: torch.Tensor) -> torch.Tensor:
     if rank == 0:
         return seed
     return torch.bitwise_xor(seed, _as_int64((rank * _RANK_MULTIPLIER) & MASK64))
+
+
+def refuse_functorch(*tensors: torch.Tensor | None) -> None:
+    """A clear error for ``torch.func`` transforms, which this PyTorch does not run custom ops'
+    registered autograd under (it raises about ``setup_context`` deep inside otherwise)."""
+    if torch.compiler.is_compiling():
+        return
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    if any(t is not None and wrapped(t) for t in tensors):
+        raise RuntimeError(
+            "fastreg.torch ops do not support torch.func transforms (grad, vmap, jacrev, ...): "
+            "PyTorch does not run a custom op's registered autograd under them; use "
+            "torch.autograd.grad or loss.backward() instead")
 
 
 def distributed_rank() -> int:

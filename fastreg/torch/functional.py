@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
-from ._bridge import offset_tensor, seed_tensor
+from ._bridge import offset_tensor, refuse_functorch, seed_tensor
 from .layer_ops import dense_dropout_op, dropconnect_op, dropout_op, resolve_noise_shape
 
 __all__ = ["dense_dropout", "dropconnect", "dropout"]
@@ -54,6 +54,7 @@ def dropout(x: torch.Tensor, p: float, *, seed: Any, offset: Any = 0, training: 
     """
     if not _validate.check_bool(training, "training") or _validate.check_probability(p) == 0.0:
         return x
+    refuse_functorch(x)
     shape = resolve_noise_shape(noise_shape, tuple(x.shape))
     return dropout_op(x, float(p), seed_tensor(seed), offset_tensor(offset), shape)
 
@@ -93,6 +94,7 @@ def dense_dropout(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     activation = _validate.check_choice(activation, "activation", ACTIVATIONS)
     if not _validate.check_bool(training, "training"):
         p = 0.0
+    refuse_functorch(x, weight, bias)
     return dense_dropout_op(x, weight, bias, p, seed_tensor(seed), offset_tensor(offset),
                             activation)[0]
 
@@ -133,5 +135,6 @@ def dropconnect(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     per_example = _validate.check_bool(per_example, "per_example")
     if not _validate.check_bool(training, "training") or p == 0.0:
         return nn.functional.linear(x, weight, bias)
+    refuse_functorch(x, weight, bias)
     return dropconnect_op(x, weight, bias, p, seed_tensor(seed), offset_tensor(offset),
                           per_example)

@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
-from ._bridge import MASK64, rank_seed_tensor
+from ._bridge import MASK64, rank_seed_tensor, refuse_functorch
 from .layer_ops import (
     advance_offset,
     dense_dropout_op,
@@ -116,6 +116,7 @@ class Dropout(_RandomStream):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
+        refuse_functorch(x)
         seed, index = self._next_stream()
         if self.p == 0.0:
             return x
@@ -198,6 +199,7 @@ class DenseDropout(_Linear):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        refuse_functorch(x, self.weight)
         weight, bias = self._parameters_for(x)
         if self.training:
             seed, index = self._next_stream()
@@ -249,6 +251,7 @@ class DropConnectLinear(_Linear):
         weight, bias = self._parameters_for(x)
         if not self.training:
             return nn.functional.linear(x, weight, bias)
+        refuse_functorch(x, self.weight)
         seed, index = self._next_stream()
         if self.p == 0.0:
             return nn.functional.linear(x, weight, bias)
