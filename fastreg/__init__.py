@@ -10,6 +10,9 @@ from ._backends import available_backends as available_backends
 from ._backends import get_backend as get_backend
 from ._backends import set_backend as set_backend
 from ._backends import use_backend as use_backend
+from ._runtime import get_num_threads as get_num_threads
+from ._runtime import num_threads as num_threads
+from ._runtime import set_num_threads as set_num_threads
 from .dense import dense_dropout as dense_dropout
 from .dense import dense_dropout_backward as dense_dropout_backward
 from .dropconnect import dropconnect as dropconnect

@@ -47,13 +47,12 @@ def info_lines() -> list[str]:
         lines.append(f"{label:<16} {versions[key] or 'not installed'}")
     lines.append(f"backends         {', '.join(fastreg.available_backends())}")
     lines.append(f"default backend  {fastreg.get_backend()}")
+    runtime = fastreg._runtime.describe()
+    lines.append(f"CPU runtime      {runtime['runtime']}")
+    lines.append(f"threads          {runtime['threads']}")
+    found = [f"{k}={v}" for k, v in runtime["environment"].items() if v is not None]
+    lines.append(f"environment      {' '.join(found) or 'nothing set'}")
     if versions["numba"] is not None:
-        import numba
-
-        lines.append(
-            f"Numba threads    {numba.get_num_threads()} in use "
-            f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})"
-        )
         lines.append(f"Numba cache      {_numba_cache_location()}")
     lines.append(f"CPUs             {os.cpu_count()}")
     return lines
@@ -119,18 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Numba's and PyTorch's OpenMP runtimes each keep worker threads that spin while idle; in one
-#: process on 2 shared cores they starve each other (measured: torch dropout on 64k floats 18 ms
-#: spinning vs 1 ms passive, Numba's 64k copy 0.7 ms vs 0.1 ms). Passive waiting is set before
-#: either runtime loads and applies to every contender alike; OMP_WAIT_POLICY=ACTIVE overrides.
-_BENCH_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("bench", "demo"):
-        for name, value in _BENCH_ENVIRONMENT.items():
-            os.environ.setdefault(name, value)
     if args.command == "info":
         print("\n".join(info_lines()))
         return 0

@@ -37,12 +37,21 @@ __all__ = [
     "check_seed",
     "check_shape",
     "check_shape_equal",
+    "check_no_overlap",
     "check_update_arrays",
     "check_writeable",
 ]
 
+_TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.exceptions is NumPy >= 1.25
+
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _GPU_DTYPES = (np.dtype(np.float16), *_CPU_DTYPES)
+try:  # CuPy's bfloat16 arrays carry ml_dtypes.bfloat16 (the CUDA kernels take it)
+    import ml_dtypes as _ml_dtypes
+
+    _GPU_DTYPES = (*_GPU_DTYPES, np.dtype(_ml_dtypes.bfloat16))
+except ImportError:
+    pass
 
 
 def _describe(value: Any) -> str:
@@ -53,7 +62,12 @@ def _describe(value: Any) -> str:
 def _real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int (or Fraction) beyond float64's range, e.g. 10**400
+        raise ValueError(
+            f"{name} must be a real number within float64's range, got {_describe(value)}"
+        ) from None
     if value != value:
         raise ValueError(f"{name} must not be NaN")
     return value
@@ -142,7 +156,7 @@ def _is_array(x: Any) -> bool:
 
 
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
-    """``x`` as a floating array: float32/float64 (float16 too for CuPy arrays)."""
+    """``x`` as a floating array: float32/float64 (float16 and bfloat16 too for CuPy arrays)."""
     if not _is_array(x):
         raise TypeError(
             f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
@@ -202,6 +216,7 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, kind: str) -> A
     if out.dtype != dtype:
         raise TypeError(f"out must have dtype {dtype} like the input, got {out.dtype}")
     check_shape_equal(out, "out", shape, "the result's shape")
+    check_writeable(out, "out")
     return out
 
 
@@ -244,9 +259,55 @@ def check_int_at_least(value: Any, name: str, minimum: int) -> int:
 def check_writeable(x: Any, name: str) -> Any:
     """``x`` must be writeable: it is updated in place."""
     if not getattr(x.flags, "writeable", True):  # CuPy arrays have no such flag: always writeable
-        raise ValueError(f"{name} must be a writeable array (it is updated in place), got a "
+        raise ValueError(f"{name} must be a writeable array (the op writes to it), got a "
                          f"read-only array")
     return x
+
+
+def _same_array(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are one array: the same object, or views of the same memory with
+    the same start, shape and strides (an elementwise in-place update is then defined)."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.strides != b.strides or a.dtype != b.dtype:
+        return False
+    if isinstance(a, np.ndarray):
+        return bool(a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+    return bool(a.data.ptr == b.data.ptr)  # CuPy
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` share an element of memory (interleaved views such as ``a[::2]``
+    and ``a[1::2]`` do not); a problem too hard to decide exactly counts as overlapping."""
+    if array_kind(a) != "numpy":
+        import cupy  # only reached with CuPy arrays
+
+        return bool(cupy.may_share_memory(a, b))
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except _TOO_HARD:
+        return True
+
+
+def check_no_overlap(written: Sequence[tuple[str, Any]], read: Sequence[tuple[str, Any]]) -> None:
+    """No array of ``written`` (updated in place) overlaps another array of ``written`` or
+    ``read`` in memory unless the two are the same array (SPEC §5): a partial overlap would make
+    the result depend on the order in which a backend visits the elements."""
+    for i, (name, a) in enumerate(written):
+        for other, b in (*written[i + 1 :], *read):
+            if a is None or b is None or a is b:
+                continue
+            if a.base is None and b.base is None:  # two arrays that own their memory: disjoint
+                continue
+            if array_kind(a) != array_kind(b):
+                continue
+            if not _same_array(a, b) and _overlap(a, b):
+                raise ValueError(
+                    f"{name} and {other} overlap in memory (views of one buffer); pass the same "
+                    f"array or disjoint arrays"
+                )
 
 
 def check_keep_mask(mask: Any, name: str, shape: tuple[int, ...]) -> Any:
@@ -347,6 +408,7 @@ def check_update_arrays(
         and (mask is None or (type(mask) is np.ndarray and mask.dtype == np.bool_
                               and mask.shape == w.shape))
     ):
+        _check_update_overlap(index, w, inputs, states, mask)
         return
     w_name = _entry("w", index)
     check_writeable(check_array(w, w_name), w_name)
@@ -363,3 +425,16 @@ def check_update_arrays(
         check_writeable(a, _entry(name, index))
     if mask is not None:
         check_keep_mask(mask, _entry("mask", index), tuple(w.shape))
+    _check_update_overlap(index, w, inputs, states, mask)
+
+
+def _check_update_overlap(
+    index: int | None,
+    w: Any,
+    inputs: tuple[tuple[str, Any], ...],
+    states: tuple[tuple[str, Any], ...],
+    mask: Any,
+) -> None:
+    written = [(_entry("w", index), w), *((_entry(n, index), a) for n, a in states)]
+    read = [*((_entry(n, index), a) for n, a in inputs), (_entry("mask", index), mask)]
+    check_no_overlap(written, read)

@@ -57,7 +57,8 @@ def _masked_scale(
     keep = twin.keep_mask(math.prod(mask_shape), *key, SALT_DROPOUT, offset, threshold)
     result = xp.where(keep.reshape(mask_shape), x * scale, x.dtype.type(0))
     if out is None:
-        return result
+        # where() follows x's layout (F order for F-ordered x); results are C-contiguous.
+        return xp.ascontiguousarray(result)
     out[...] = result
     return out
 
@@ -108,8 +109,9 @@ def dropout(
     >>> sorted(set(y.tolist())) <= [0.0, 2.0]
     True
     """
-    check_bool(training, "training")
-    if not training or check_probability(p) == 0.0:
+    # p is validated even where training=False makes it unused (SPEC §5: every argument).
+    p = check_probability(p)
+    if not check_bool(training, "training") or p == 0.0:
         check_array(x, "x")
         check_seed(seed)
         check_offset(offset)

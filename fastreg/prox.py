@@ -97,6 +97,13 @@ def _write_back(staged: _Staged) -> None:
         destination[...] = copy
 
 
+def _scalar_type(dtype: np.dtype) -> type:
+    """The type an update's scalars are rounded to: the dtype's own, except float32 for the
+    16-bit storage types, which compute in float32 (in bfloat16, Adam's ``beta2 = 0.999`` would
+    round to 1.0 and SGD's ``1 / (1 + 2*lr*l2)`` to 1.0)."""
+    return np.float32 if dtype.itemsize == 2 else dtype.type
+
+
 def _by_dtype(ws: list[Any]) -> dict[np.dtype, list[int]]:
     groups: dict[np.dtype, list[int]] = {}
     for k, w in enumerate(ws):
@@ -181,7 +188,7 @@ def prox_sgd_(
     twin = _backends.twin("prox", _resolve(backend, w=ws, grad=grads, buf=bufs, mask=masks))
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
-        t = dtype.type
+        t = _scalar_type(dtype)
         scalars = (t(lr), t(lr * l1), t(1.0 / (1.0 + 2.0 * lr * l2)), t(momentum), nesterov)
         arranged = []
         for k in members:
@@ -305,7 +312,7 @@ def prox_adam_(
     prox = 0 if l1 == 0.0 and l2 == 0.0 else (2 if metric == "decoupled" else 1)
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
-        scalars = (*(dtype.type(s) for s in host), prox)
+        scalars = (*(_scalar_type(dtype)(s) for s in host), prox)
         arranged = []
         for k in members:
             wk, (gk,), (mk, vk), keep = _arrange(ws[k], [grads[k]], [ms[k], vs[k]], masks[k],

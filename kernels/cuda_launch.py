@@ -4,7 +4,8 @@ loading through ``cupy.RawModule``, and the launch configuration.
 A family's kernels live in ``kernels/<family>/<family>.cu``; the text compiled is
 ``philox_preamble() + dtype_preamble() + <family>.cu`` with :data:`OPTIONS`, both at run time
 (CuPy/NVRTC) and in the nvcc test of CI (:func:`source` is the one place that builds it). Kernels
-are named ``fastreg_<op>_<stage>_<suffix>``; float16 data computes in float32.
+are named ``fastreg_<op>_<stage>_<suffix>``; float16 and bfloat16 data compute in float32 and
+round once (to nearest even) on the way back.
 
 Every kernel walks its work items (Philox blocks, rows, ...) with a grid-stride loop, and each work
 item's result depends only on its index, so any block size or grid gives the same bits; tests vary
@@ -36,14 +37,33 @@ OPTIONS = ("--std=c++14", "--fmad=false")
 class FloatType(NamedTuple):
     suffix: str  # kernel-name suffix
     ctype: str  # element type in CUDA
-    compute: type  # NumPy type of the scalars a kernel takes (float16 computes in float32)
+    compute: type  # NumPy type of the scalars a kernel takes (16-bit types compute in float32)
 
 
-#: The one dtype table of the GPU twins (the CUDA side is rendered from it, see FR_FOR_EACH_FLOAT).
+#: Every element type the kernels are instantiated for, by dtype name (the CUDA side is rendered
+#: from it, see FR_FOR_EACH_FLOAT), whether or not this process can make arrays of it.
+FLOAT_TYPES: dict[str, FloatType] = {
+    "float16": FloatType("f16", "fr_half", np.float32),
+    "bfloat16": FloatType("bf16", "fr_bf16", np.float32),
+    "float32": FloatType("f32", "float", np.float32),
+    "float64": FloatType("f64", "double", np.float64),
+}
+
+
+def _bfloat16() -> np.dtype | None:
+    """NumPy's bfloat16 (``ml_dtypes.bfloat16``, what CuPy's bfloat16 arrays carry), or None."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+#: The one dtype table of the GPU twins: the dtypes an array can have here, to their kernels.
 FLOATS: dict[np.dtype, FloatType] = {
-    np.dtype(np.float16): FloatType("f16", "fr_half", np.float32),
-    np.dtype(np.float32): FloatType("f32", "float", np.float32),
-    np.dtype(np.float64): FloatType("f64", "double", np.float64),
+    dtype: FLOAT_TYPES[dtype.name]
+    for dtype in (np.dtype(np.float16), _bfloat16(), np.dtype(np.float32), np.dtype(np.float64))
+    if dtype is not None
 }
 
 _DTYPE_PREAMBLE = """\
@@ -51,22 +71,44 @@ _DTYPE_PREAMBLE = """\
 #ifndef FASTREG_DTYPE_PREAMBLE
 #define FASTREG_DTYPE_PREAMBLE
 
-// float16 as its bit pattern: no cuda_fp16.h needed (NVRTC may not find it). All arithmetic is
-// done in float32. On the device the conversions are the PTX cvt instructions; on the host (the
-// test suite's harness, and its emulator, which defines FR_HOST_EMULATION) the same IEEE
-// conversions in integer code, rounding to nearest even like cvt.rn and NumPy.
+// 16-bit floats as their bit patterns: no cuda_fp16.h/cuda_bf16.h needed (NVRTC may not find
+// them). All arithmetic is done in float32, rounded to the storage type once, to nearest even.
 struct fr_half {
+    unsigned short bits;
+};
+struct fr_bf16 {
     unsigned short bits;
 };
 
 template <typename T> struct fr_compute { typedef T type; };
 template <> struct fr_compute<fr_half> { typedef float type; };
+template <> struct fr_compute<fr_bf16> { typedef float type; };
 
 FR_HD float fr_load(const float *p, fr_u64 i) { return p[i]; }
 FR_HD double fr_load(const double *p, fr_u64 i) { return p[i]; }
 FR_HD void fr_store(float *p, fr_u64 i, float v) { p[i] = v; }
 FR_HD void fr_store(double *p, fr_u64 i, double v) { p[i] = v; }
 
+// float32 <-> its bits: the device's register moves; memcpy on the host (the test suite's harness
+// and its emulator, which defines FR_HOST_EMULATION).
+#if defined(__CUDA_ARCH__) && !defined(FR_HOST_EMULATION)
+FR_HD fr_u32 fr_float_bits(float v) { return __float_as_uint(v); }
+FR_HD float fr_bits_float(fr_u32 bits) { return __uint_as_float(bits); }
+#else
+FR_HD fr_u32 fr_float_bits(float v) {
+    fr_u32 bits;
+    __builtin_memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+FR_HD float fr_bits_float(fr_u32 bits) {
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof f);
+    return f;
+}
+#endif
+
+// float16: on the device the PTX cvt instructions; on the host the same IEEE conversions in
+// integer code, rounding to nearest even like cvt.rn and NumPy.
 #if defined(__CUDA_ARCH__) && !defined(FR_HOST_EMULATION)
 FR_HD float fr_half_to_float(unsigned short h) {
     float f;
@@ -96,13 +138,10 @@ FR_HD float fr_half_to_float(unsigned short h) {
         }
         bits = sign | (exponent << 23) | ((mantissa & 0x3FFu) << 13);
     }
-    float f;
-    __builtin_memcpy(&f, &bits, sizeof f);
-    return f;
+    return fr_bits_float(bits);
 }
 FR_HD unsigned short fr_float_to_half(float v) {
-    fr_u32 bits;
-    __builtin_memcpy(&bits, &v, sizeof bits);
+    const fr_u32 bits = fr_float_bits(v);
     const fr_u32 sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7FFFFFFFu;
     if (magnitude > 0x7F800000u) {  // NaN: keep the top payload bits, never turn into Inf
         const fr_u32 payload = (magnitude >> 13) & 0x3FFu;
@@ -129,6 +168,62 @@ FR_HD unsigned short fr_float_to_half(float v) {
 #endif
 FR_HD float fr_load(const fr_half *p, fr_u64 i) { return fr_half_to_float(p[i].bits); }
 FR_HD void fr_store(fr_half *p, fr_u64 i, float v) { p[i].bits = fr_float_to_half(v); }
+
+// bfloat16 is the top half of a float32, so widening is exact (a shift) and narrowing rounds the
+// low 16 bits away, to nearest even; the exponent is float32's, so there are no bfloat16-only
+// subnormals or overflows (values past the largest bfloat16 round to Inf). NaN becomes the quiet
+// NaN sign|0x7FC0, as ml_dtypes and PyTorch give. The same integer code on device and host, so
+// the host tests check the device's instructions.
+FR_HD float fr_bf16_to_float(unsigned short h) { return fr_bits_float((fr_u32)h << 16); }
+FR_HD unsigned short fr_float_to_bf16(float v) {
+    const fr_u32 bits = fr_float_bits(v);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u)  // NaN
+        return (unsigned short)(((bits >> 16) & 0x8000u) | 0x7FC0u);
+    return (unsigned short)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+FR_HD float fr_load(const fr_bf16 *p, fr_u64 i) { return fr_bf16_to_float(p[i].bits); }
+FR_HD void fr_store(fr_bf16 *p, fr_u64 i, float v) { p[i].bits = fr_float_to_bf16(v); }
+
+// Four consecutive elements (one Philox block's worth) moved as one access: 16 bytes for float32
+// (ld/st.global.v4), 8 for the 16-bit types, two 16-byte halves for float64. Only where the
+// array's address is a multiple of the quad's alignment (fr_quad_aligned, tested once per array,
+// so a warp never diverges on it); other arrays and the ragged tail go element by element.
+// FR_CHECK_ALIGNED lets the host emulator report a misaligned vector access (a fault on a GPU).
+#ifndef FR_CHECK_ALIGNED
+#define FR_CHECK_ALIGNED(pointer, alignment) ((void)0)
+#endif
+template <typename T>
+struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) fr_quad {
+    T v[4];
+};
+template <typename T>
+FR_HD bool fr_quad_aligned(const T *p) {
+    return (fr_u64)p % alignof(fr_quad<T>) == 0;
+}
+// The quad starting at element `base` (a multiple of 4) of an aligned array.
+template <typename T>
+FR_HD fr_quad<T> fr_load_quad(const T *p, fr_u64 base) {
+    FR_CHECK_ALIGNED(p + base, alignof(fr_quad<T>));
+    return *reinterpret_cast<const fr_quad<T> *>(p + base);
+}
+template <typename T>
+FR_HD void fr_store_quad(T *p, fr_u64 base, const fr_quad<T> &q) {
+    FR_CHECK_ALIGNED(p + base, alignof(fr_quad<T>));
+    *reinterpret_cast<fr_quad<T> *>(p + base) = q;
+}
+// Four keep flags (bytes) as one 4-byte access.
+struct alignas(4) fr_bytes4 {
+    unsigned char v[4];
+};
+FR_HD bool fr_bytes4_aligned(const unsigned char *p) { return (fr_u64)p % 4 == 0; }
+FR_HD fr_bytes4 fr_load_bytes4(const unsigned char *p, fr_u64 base) {
+    FR_CHECK_ALIGNED(p + base, 4);
+    return *reinterpret_cast<const fr_bytes4 *>(p + base);
+}
+FR_HD void fr_store_bytes4(unsigned char *p, fr_u64 base, const fr_bytes4 &q) {
+    FR_CHECK_ALIGNED(p + base, 4);
+    *reinterpret_cast<fr_bytes4 *>(p + base) = q;
+}
 
 #ifdef __CUDACC__
 // Grid-stride loop over work items: results never depend on the launch configuration.
@@ -166,8 +261,9 @@ FR_HD int fr_span(fr_u64 total, fr_u64 lo, int tile) {
 
 
 def dtype_preamble() -> str:
-    """Element types, float16 load/store and the per-dtype instantiation macro, as CUDA text."""
-    for_each = " ".join(f"X({t.suffix}, {t.ctype})" for t in FLOATS.values())
+    """Element types, 16-bit float and vector load/store and the per-dtype instantiation macro,
+    as CUDA text."""
+    for_each = " ".join(f"X({t.suffix}, {t.ctype})" for t in FLOAT_TYPES.values())
     return _DTYPE_PREAMBLE.replace("{for_each}", for_each)
 
 
@@ -198,7 +294,7 @@ def float_type(dtype: Any) -> FloatType:
 
 
 def scalar(dtype: Any, value: Any) -> Any:
-    """``value`` as the C scalar type the kernels of ``dtype`` take (float for float16)."""
+    """``value`` as the C scalar type the kernels of ``dtype`` take (float for 16-bit types)."""
     return float_type(dtype).compute(value)
 
 
@@ -211,7 +307,7 @@ def _module(family: str) -> Any:
 
 def kernel(family: str, op_stage: str, dtype: Any = None, suffix: str | None = None) -> Any:
     """The compiled kernel ``fastreg_<op_stage>_<suffix>`` of ``family``; the suffix is the
-    dtype's (f16/f32/f64) unless given (``"bool"``, ``"u32"`` for the dtype-free kernels)."""
+    dtype's (f16/bf16/f32/f64) unless given (``"bool"``, ``"u32"`` for the dtype-free kernels)."""
     if suffix is None:
         suffix = float_type(dtype).suffix
     return _module(family).get_function(f"fastreg_{op_stage}_{suffix}")

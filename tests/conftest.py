@@ -7,6 +7,20 @@ import pytest
 
 import fastreg
 
+try:  # hypothesis is in the `test` extra; without it the property tests skip themselves
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover
+    settings = None
+
+if settings is not None:
+    # "ci" (the default) keeps the whole property suite (tests/test_fuzz_properties.py) within
+    # about two minutes on the 2-core machine, the same examples every run (derandomize);
+    # `pytest --hypothesis-profile=long` draws new, many more examples for a deeper local run.
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("ci", max_examples=25, derandomize=True, print_blob=True, **_common)
+    settings.register_profile("long", max_examples=2000, print_blob=True, **_common)
+    settings.load_profile("ci")
+
 CPU_BACKENDS = ("numpy", "numba")
 ALL_BACKENDS = ("numpy", "numba", "cupy")
 

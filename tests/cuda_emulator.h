@@ -8,6 +8,12 @@
 // one after another, so it is the block's own. A `__syncthreads()` that only some threads of a
 // block reach is reported as an error (on a GPU it hangs or corrupts), never waited on.
 //
+// Vector accesses (the preamble's fr_quad and fr_bytes4 loads and stores, which are ld/st.v4 on a
+// GPU) are modelled as what the device requires of them: each one's address must be a multiple of
+// its size, else the launch fails with "misaligned vector access" (a GPU raises
+// cudaErrorMisalignedAddress; x86 would silently accept it). They are also counted
+// (fr_emu_vector_accesses), so tests can tell which path a launch took.
+//
 // What it cannot show: speed, warp-level behaviour, data races between threads (fibers switch
 // only at barriers), and the device's transcendental functions (the host's libm answers). The
 // float16 conversions use the preamble's host path (FR_HOST_EMULATION), not PTX.
@@ -18,6 +24,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <type_traits>
@@ -37,6 +44,14 @@ struct dim3 {
     unsigned x = 1, y = 1, z = 1;
 };
 
+// CUDA's built-in vector types that kernels use, with the device's size and alignment.
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+
 namespace fr_emu {
 
 inline dim3 thread_index, block_index, block_dim, grid_dim;
@@ -46,6 +61,16 @@ struct Thread {
     bool finished = false;
     bool at_barrier = false;
 };
+
+// The first fault of the running launch (nullptr: none), and the vector accesses of all launches.
+inline const char *fault = nullptr;
+inline unsigned long long vector_accesses = 0;
+
+inline void check_aligned(const void *pointer, std::size_t alignment) {
+    ++vector_accesses;
+    if (reinterpret_cast<std::uintptr_t>(pointer) % alignment != 0 && fault == nullptr)
+        fault = "misaligned vector access";
+}
 
 // 256 KiB of address space per fiber; only the pages a kernel touches are ever committed.
 constexpr std::size_t kStackBytes = 256 * 1024;
@@ -75,6 +100,7 @@ inline const char *launch(unsigned grid, unsigned block, void (*body)(void *), v
     block_dim = {block, 1, 1};
     running_body = body;
     running_state = state;
+    fault = nullptr;
     for (unsigned b = grid; b-- > 0;) {
         block_index = {b, 0, 0};
         for (unsigned t = 0; t < block; ++t) {
@@ -102,6 +128,7 @@ inline const char *launch(unsigned grid, unsigned block, void (*body)(void *), v
             if (finished == block) break;
             if (waiting != block) return "__syncthreads() reached by only some threads of a block";
         }
+        if (fault) return fault;
     }
     return nullptr;
 }
@@ -130,6 +157,8 @@ const char *launch_kernel(void (*kernel)(P...), void **args, unsigned grid, unsi
 
 }  // namespace fr_emu
 
+#define FR_CHECK_ALIGNED(pointer, alignment) \
+    fr_emu::check_aligned((const void *)(pointer), (alignment))
 #define threadIdx fr_emu::thread_index
 #define blockIdx fr_emu::block_index
 #define blockDim fr_emu::block_dim

@@ -19,11 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    from ml_dtypes import bfloat16
+except ImportError:  # the bfloat16 kernels then take no arrays here
+    bfloat16 = None
+
 HEADER = Path(__file__).with_name("cuda_emulator.h")
 
 #: The element type a pointer parameter's array must have, by C type.
 POINTER_DTYPES = {
     "fr_half": np.float16,
+    "fr_bf16": bfloat16,
     "float": np.float32,
     "double": np.float64,
     "fr_u32": np.uint32,
@@ -31,6 +37,7 @@ POINTER_DTYPES = {
     "unsigned char": np.bool_,
     "int": np.int32,
     "fr_compute<fr_half>::type": np.float32,
+    "fr_compute<fr_bf16>::type": np.float32,
     "fr_compute<float>::type": np.float32,
     "fr_compute<double>::type": np.float64,
 }
@@ -44,6 +51,7 @@ SCALAR_TYPES = {
     "float": np.float32,
     "double": np.float64,
     "fr_compute<fr_half>::type": np.float32,
+    "fr_compute<fr_bf16>::type": np.float32,
     "fr_compute<float>::type": np.float32,
     "fr_compute<double>::type": np.float64,
 }
@@ -122,9 +130,15 @@ class EmulatedModule:
         if error:
             raise RuntimeError(f"{name}: {error.decode()}")
 
+    def vector_accesses(self) -> int:
+        """Vector loads and stores (fr_quad, fr_bytes4) of every launch so far."""
+        return self._library.fr_emu_vector_accesses()
+
 
 def _entry_points(names: tuple[str, ...]) -> str:
-    return "".join(
+    counter = ('extern "C" unsigned long long fr_emu_vector_accesses(void) '
+               "{ return fr_emu::vector_accesses; }\n")
+    return counter + "".join(
         f'extern "C" const char *fr_emu_{name}(void **args, unsigned grid, unsigned block) '
         f"{{ return fr_emu::launch_kernel(&{name}, args, grid, block); }}\n"
         for name in names
@@ -154,6 +168,8 @@ def _build(code: str, names: tuple[str, ...]) -> ctypes.CDLL:
         partial.replace(library)  # atomic: concurrent test processes never load half a file
         source.unlink()
     lib = ctypes.CDLL(str(library))
+    lib.fr_emu_vector_accesses.argtypes = ()
+    lib.fr_emu_vector_accesses.restype = ctypes.c_ulonglong
     for name in names:
         entry = getattr(lib, f"fr_emu_{name}")
         entry.argtypes = (ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)

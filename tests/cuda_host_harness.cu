@@ -35,13 +35,24 @@ void fr_host_float_to_half(const float *f, unsigned short *out, fr_u64 n) {
     for (fr_u64 j = 0; j < n; ++j) out[j] = fr_float_to_half(f[j]);
 }
 
+// The bfloat16 conversions of the dtype preamble (the same integer code runs on the device).
+void fr_host_bf16_to_float(const unsigned short *h, float *out, fr_u64 n) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_bf16_to_float(h[j]);
+}
+
+void fr_host_float_to_bf16(const float *f, unsigned short *out, fr_u64 n) {
+    for (fr_u64 j = 0; j < n; ++j) out[j] = fr_float_to_bf16(f[j]);
+}
+
 void fr_host_keep(const fr_u32 *bits, unsigned char *out, fr_u64 n, fr_u64 threshold) {
     for (fr_u64 j = 0; j < n; ++j) out[j] = fr_keep(bits[j], threshold) ? 1 : 0;
 }
 
 void fr_host_mask(unsigned char *out, fr_u64 n, fr_u32 k0, fr_u32 k1, fr_u32 salt, fr_u32 offset,
                   fr_u64 threshold) {
-    for (fr_u64 b = (n + 3) >> 2; b-- > 0;) fr_mask_block(out, n, b, k0, k1, salt, offset, threshold);
+    const bool vector = fr_bytes4_aligned(out);  // as the kernel decides
+    for (fr_u64 b = (n + 3) >> 2; b-- > 0;)
+        fr_mask_block(out, n, b, k0, k1, salt, offset, threshold, vector);
 }
 
 void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offset, fr_u32 k0,
@@ -53,18 +64,22 @@ void fr_host_normals_at(const fr_u64 *index, double *out, fr_u64 n, fr_u32 offse
     void fr_host_dropout_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,          \
                                   fr_u32 salt, fr_u32 offset, fr_u64 threshold, T scale) {      \
         for (fr_u64 b = (n + 3) >> 2; b-- > 0;)                                                  \
-            fr_dropout_block(x, out, n, b, k0, k1, salt, offset, threshold, scale);              \
+            fr_dropout_block(x, out, n, b, k0, k1, salt, offset, threshold, scale,               \
+                             fr_quad_aligned(x) && fr_quad_aligned(out));                        \
     }                                                                                            \
     void fr_host_dropout_pair_##SUFFIX(const T *x, T *out, T *g, fr_u64 n, fr_u32 k0,          \
                                        fr_u32 k1, fr_u32 salt, fr_u32 offset, fr_u64 threshold, \
                                        T scale) {                                               \
         for (fr_u64 b = (n + 3) >> 2; b-- > 0;)                                                  \
-            fr_dropout_pair_block(x, out, g, n, b, k0, k1, salt, offset, threshold, scale);      \
+            fr_dropout_pair_block(x, out, g, n, b, k0, k1, salt, offset, threshold, scale,       \
+                                  fr_quad_aligned(x) && fr_quad_aligned(out) &&                  \
+                                      fr_quad_aligned(g));                                       \
     }                                                                                            \
     void fr_host_gaussian_##SUFFIX(const T *x, T *out, fr_u64 n, fr_u32 k0, fr_u32 k1,         \
                                    fr_u32 offset, double additive, double multiplicative) {     \
-        for (fr_u64 b = (n + 1) >> 1; b-- > 0;)                                                  \
-            fr_gaussian_block(x, out, n, b, k0, k1, offset, additive, multiplicative);          \
+        const bool vector = fr_quad_aligned(x) && fr_quad_aligned(out);                         \
+        for (fr_u64 q = (n + 3) >> 2; q-- > 0;)                                                  \
+            fr_gaussian_quad(x, out, n, q, k0, k1, offset, additive, multiplicative, vector);   \
     }
 FR_HOST_DROPOUT(f32, float)
 FR_HOST_DROPOUT(f64, double)
@@ -72,15 +87,20 @@ FR_HOST_DROPOUT(f64, double)
 #define FR_HOST_PROX(SUFFIX, T)                                                                  \
     void fr_host_sgd_##SUFFIX(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 n, \
                               T lr, T thr, T shrink, T momentum, int nesterov) {                 \
-        for (fr_u64 i = 0; i < n; ++i)                                                           \
-            fr_sgd_element(w, grad, buf, mask, i, lr, thr, shrink, momentum, nesterov != 0);     \
+        const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) &&                      \
+                            fr_quad_aligned(buf) && fr_bytes4_aligned(mask);                    \
+        for (fr_u64 q = 0; q < n; q += 4)                                                        \
+            fr_sgd_quad(w, grad, buf, mask, q, n, vector, lr, thr, shrink, momentum,             \
+                        nesterov != 0);                                                          \
     }                                                                                            \
     void fr_host_adam_##SUFFIX(T *w, const T *grad, T *m, T *v, const unsigned char *mask,      \
                                fr_u64 n, T beta1, T omb1, T beta2, T omb2, T step_size,          \
                                T inv_sqrt_bc2, T eps, T decay, T lr_l1, T two_lr_l2, int prox) { \
-        for (fr_u64 i = 0; i < n; ++i)                                                           \
-            fr_adam_element(w, grad, m, v, mask, i, beta1, omb1, beta2, omb2, step_size,         \
-                            inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);                   \
+        const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) && fr_quad_aligned(m) && \
+                            fr_quad_aligned(v) && fr_bytes4_aligned(mask);                      \
+        for (fr_u64 q = 0; q < n; q += 4)                                                        \
+            fr_adam_quad(w, grad, m, v, mask, q, n, vector, beta1, omb1, beta2, omb2, step_size, \
+                         inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);                      \
     }
 FR_HOST_PROX(f32, float)
 FR_HOST_PROX(f64, double)

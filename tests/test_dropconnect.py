@@ -14,10 +14,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from fastreg._kernels.dropconnect import ref_numpy
 from helpers import layouts, tolerance
 
 import fastreg
+from fastreg._kernels.dropconnect import ref_numpy
 
 torch = pytest.importorskip("torch")
 

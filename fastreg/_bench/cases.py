@@ -5,7 +5,8 @@ side in one run. ``"fastreg"`` is the op under test; ``peers`` are what people u
 unfused, PyTorch CPU when installed); ``limit`` names the machine's own bound for the same work
 (a copy kernel moving the same bytes, or the bare GEMM of the same shape).
 
-Each op family keeps its cases in its own module (``cases_<family>.py``); :func:`all_cases`
+Each op family keeps its host-array cases in its own module (``cases_<family>.py``); the GPU
+cases (device arrays, ``Case.arrays == "cupy"``) are in ``cases_gpu.py``. :func:`all_cases`
 concatenates them in a fixed order.
 """
 
@@ -16,8 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Family modules, in table order.
+#: Op families, in table order.
 FAMILIES = ("dropout", "dense", "dropconnect", "prox", "torch")
+#: Case modules (``cases_<name>.py``), in table order.
+MODULES = (*FAMILIES, "gpu")
+#: The array kinds a case's inputs can be (``fastreg._backends`` kinds).
+ARRAY_KINDS = ("numpy", "cupy")
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,8 @@ class Case:
 
     ``setup(backend)`` allocates the inputs and returns ``{label: callable}``: ``"fastreg"``
     first, then each available peer, then the ``limit`` contender. ``bytes_moved`` (memory-bound
-    ops) gives GB/s; ``flops`` (GEMM-based ops) gives GFLOP/s.
+    ops) gives GB/s; ``flops`` (GEMM-based ops) gives GFLOP/s. ``arrays`` is the array kind of
+    the inputs: a run times the cases of its backend's kind (``"cupy"``: timed on the device).
     """
 
     name: str
@@ -37,13 +43,15 @@ class Case:
     bytes_moved: int | None = None
     flops: int | None = None
     quick: bool = True
+    arrays: str = "numpy"
     goals: dict[str, float] = field(default_factory=dict)
     """Targets from the issues, keyed by contender label; the key decides the meaning:
 
     - a label in ``peers``: a speed-up floor, ``peer time / fastreg time >= value``
       (``{"torch": 20.0}``: at least 20x faster than PyTorch);
     - the ``limit`` label: a ceiling, ``fastreg time / limit time <= value``
-      (``{"copy": 3.0}``: at most 3x the time of copying the same bytes).
+      (``{"copy": 3.0}``: at most 3x the time of copying the same bytes);
+    - ``"fastreg"``: a ceiling in seconds on the op's own median (``{"fastreg": 2e-3}``).
 
     Any other key is a mistake (the runner reports it). A goal on a peer that is not installed
     is reported as skipped. The runner prints each goal as met/missed beside the ratios."""
@@ -52,11 +60,11 @@ class Case:
 def all_cases() -> list[Case]:
     """Every case of every family module that exists, in table order."""
     cases: list[Case] = []
-    for family in FAMILIES:
+    for name in MODULES:
         try:
-            module = importlib.import_module(f"fastreg._bench.cases_{family}")
+            module = importlib.import_module(f"fastreg._bench.cases_{name}")
         except ModuleNotFoundError as error:
-            if error.name != f"fastreg._bench.cases_{family}":
+            if error.name != f"fastreg._bench.cases_{name}":
                 raise
             continue
         cases.extend(module.CASES)

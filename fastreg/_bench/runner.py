@@ -7,6 +7,11 @@ reports medians over rounds and ratios taken within the same run (SPEC §6). Fas
 looped ``number`` times per sample so that one sample lasts at least ``min_sample`` seconds
 (timer resolution and call overhead stay small); the number of rounds adapts to a time budget per
 case so large cases finish in bounded time.
+
+Device cases (``Case.arrays == "cupy"``) are timed the same way, except that a sample is one call
+timed by CUDA events with the L2 flushed before it (:class:`.device.DeviceSampler`): device time
+for a memory-bound op is only meaningful from a cold cache, and a single call of a GPU case lasts
+well past the events' microsecond resolution.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TextIO
 
-from .. import _backends
+from .. import _backends, _runtime
+from . import processes
 from .cases import Case, all_cases
 
 
@@ -60,7 +66,9 @@ class Goal:
     """One target of ``Case.goals`` and how the run measured up (see ``Case.goals``)."""
 
     key: str
-    kind: str  # "speedup" (peer time / fastreg time >= target) or "limit" (ratio <= target)
+    # "speedup" (peer time / fastreg time >= target), "limit" (ratio <= target), "seconds"
+    # (fastreg median <= target)
+    kind: str
     target: float
     measured: float | None = None
     status: str = "skipped"  # "met", "missed", "skipped" (contender absent), "invalid" (bad key)
@@ -118,8 +126,15 @@ def _sample(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+Sampler = Callable[[Callable[[], Any], int], float]
+
+
 def _time_interleaved(
-    contenders: dict[str, Callable[[], Any]], settings: Settings, warm: bool = False
+    contenders: dict[str, Callable[[], Any]],
+    settings: Settings,
+    warm: bool = False,
+    sampler: Sampler = _sample,
+    max_number: int = 10_000,
 ) -> dict[str, Timing]:
     labels = list(contenders)
     # The warm-up call (unless the caller made it: ``warm``) compiles (cached Numba kernels load
@@ -129,9 +144,9 @@ def _time_interleaved(
     for label in labels:
         if not warm:
             contenders[label]()
-        estimates[label] = max(_sample(contenders[label], 1), 1e-7)
+        estimates[label] = max(sampler(contenders[label], 1), 1e-7)
     numbers = {
-        label: max(1, min(10_000, round(settings.min_sample / estimates[label])))
+        label: max(1, min(max_number, round(settings.min_sample / estimates[label])))
         for label in labels
     }
     if settings.repeats is not None:
@@ -147,7 +162,7 @@ def _time_interleaved(
         for r in range(rounds):
             for j in range(len(labels)):
                 label = labels[(r + j) % len(labels)]
-                samples[label].append(_sample(contenders[label], numbers[label]))
+                samples[label].append(sampler(contenders[label], numbers[label]))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -165,7 +180,13 @@ def _time_interleaved(
 def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
     goals = []
     for key, target in case.goals.items():
-        if key == case.limit:
+        if key == "fastreg":
+            goal = Goal(key, "seconds", float(target))
+            timing = result.timings.get("fastreg")
+            goal.measured = None if timing is None else timing.median_s
+            if goal.measured is not None:
+                goal.status = "met" if goal.measured <= target else "missed"
+        elif key == case.limit:
             goal = Goal(key, "limit", float(target))
             goal.measured = result.limit_ratio
             if goal.measured is not None:
@@ -181,8 +202,11 @@ def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
     return goals
 
 
-def run_case(case: Case, backend: str, settings: Settings) -> Result:
-    """Set up, warm up and time one case; errors are caught and reported in ``Result.error``."""
+def run_case(
+    case: Case, backend: str, settings: Settings, sampler: Sampler | None = None
+) -> Result:
+    """Set up, warm up and time one case; errors are caught and reported in ``Result.error``.
+    A device case is timed by ``sampler`` (default: a new :class:`.device.DeviceSampler`)."""
     unit = "GB/s" if case.bytes_moved else "GFLOP/s" if case.flops else None
     result = Result(
         name=case.name,
@@ -208,7 +232,15 @@ def run_case(case: Case, backend: str, settings: Settings) -> Result:
             except Exception as error:
                 result.failed[label] = f"{type(error).__name__}: {error}"
                 del contenders[label]
-        result.timings = _time_interleaved(contenders, settings, warm=True)
+        if case.arrays == "numpy":
+            result.timings = _time_interleaved(contenders, settings, warm=True)
+        else:
+            if sampler is None:
+                from .device import DeviceSampler
+
+                sampler = DeviceSampler()
+            result.timings = _time_interleaved(contenders, settings, warm=True, sampler=sampler,
+                                               max_number=1)
     except Exception:
         result.error = traceback.format_exc(limit=-3).strip()
         result.seconds = time.perf_counter() - start
@@ -239,6 +271,11 @@ def run(
     """Run ``cases`` in order, printing ``[i/n] name ...`` and its duration to ``progress``."""
     results = []
     start = time.perf_counter()
+    sampler = None
+    if any(case.arrays != "numpy" for case in cases):
+        from .device import DeviceSampler
+
+        sampler = DeviceSampler()  # one L2-flush buffer for the whole run
     for i, case in enumerate(cases, 1):
         if progress is not None:
             print(f"[{i}/{len(cases)}] {case.name} ...", end="", file=progress, flush=True)
@@ -246,7 +283,7 @@ def run(
         if settings.total_budget is not None:
             share = (settings.total_budget - (time.perf_counter() - start)) / (len(cases) - i + 1)
             case_settings = replace(settings, budget=max(0.05, min(settings.budget, share)))
-        result = run_case(case, backend, case_settings)
+        result = run_case(case, backend, case_settings, sampler)
         if progress is not None:
             status = "ERROR" if result.error else f"{result.seconds:.1f} s"
             print(f" {status}", file=progress, flush=True)
@@ -265,14 +302,16 @@ def _goal_cell(goals: list[Goal], key: str) -> str:
     for goal in goals:
         if goal.key == key:
             rule = ">=" if goal.kind == "speedup" else "<="
+            if goal.kind == "seconds":
+                return f"goal <= {format_seconds(goal.target)}: {goal.status}"
             return f"goal {rule} {goal.target:.3g}x: {goal.status}"
     return ""
 
 
-def format_table(results: Sequence[Result], backend: str) -> str:
+def format_table(results: Sequence[Result], backend: str, device: str | None = None) -> str:
     """One row per contender, grouped by case. For peers, ``ratio`` is the speed-up of fastreg
     (peer time / fastreg time); for the limit it is fastreg time / limit time, and the fastreg row
-    shows ``% of limit`` (limit time / fastreg time)."""
+    shows ``% of limit`` (limit time / fastreg time). ``device`` is a header line (the GPU)."""
     header = ("case", "contender", "median", "throughput", "ratio", "goal")
     rows: list[tuple[str, ...]] = []
     for result in results:
@@ -318,12 +357,13 @@ def format_table(results: Sequence[Result], backend: str) -> str:
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
 
-    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     out = [
-        f"fastreg bench (backend {backend}, OMP_WAIT_POLICY {policy}); "
-        "ratios are medians taken in the same run",
+        f"fastreg bench (backend {backend}); ratios are medians taken in the same run",
+        *runtime_header_lines(),
         "",
     ]
+    if device is not None:
+        out[1:1] = [device, "device time by CUDA events, one call per sample, L2 flushed between"]
     out += [line(header), line(tuple("-" * w for w in widths))]
     out += [line(row) for row in rows]
     goals = [g for r in results for g in r.goals if g.status in ("met", "missed")]
@@ -334,6 +374,17 @@ def format_table(results: Sequence[Result], backend: str) -> str:
         summary += f"; cases with errors: {', '.join(errors)}"
     out.append(summary)
     return "\n".join(out)
+
+
+def runtime_header_lines() -> list[str]:
+    """The CPU runtime, its thread count and the threading variables as found (none is set by
+    the bench: it measures the environment it is given)."""
+    runtime = _runtime.describe()
+    found = [f"{k}={v}" for k, v in runtime["environment"].items() if v is not None]
+    return [
+        f"runtime: {runtime['runtime']}, {runtime['threads']} threads; "
+        f"environment: {' '.join(found) or 'no threading variable set'}",
+    ]
 
 
 def _cpu_model() -> str:
@@ -381,14 +432,9 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "versions": package_versions(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "runtime": _runtime.describe(),
+        "fastreg_threads": _runtime.get_num_threads(),
     }
-    try:
-        import numba
-
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:
-        info["numba_threads"] = None
     try:
         import torch
 
@@ -398,9 +444,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def to_json(results: Sequence[Result], backend: str, settings: Settings) -> dict[str, Any]:
+def to_json(
+    results: Sequence[Result], backend: str, settings: Settings, device: dict | None = None
+) -> dict[str, Any]:
+    machine = machine_info()
+    if device is not None:
+        machine["gpu"] = device
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "backend": backend,
         "settings": asdict(settings),
         "results": [asdict(result) for result in results],
@@ -431,29 +482,63 @@ def main(
             file=progress,
         )
         return 2
-    if _backends.backend_array_kind(backend) != "numpy":
-        print(
-            f"backend {backend!r} computes on device arrays, and the benchmark cases time host "
-            "(NumPy) arrays only: GPU cases (device inputs, PyTorch CUDA peers, a device copy "
-            "and cuBLAS as the limits) are not written yet",
-            file=progress,
-        )
-        return 2
-    selected = select_cases(all_cases() if cases is None else cases, quick=quick, filters=filters)
-    if not selected:
-        print(f"no benchmark case matches quick={quick} filters={list(filters)}", file=progress)
+    kind = _backends.backend_array_kind(backend)
+    selected = [
+        case
+        for case in select_cases(all_cases() if cases is None else cases, quick=quick,
+                                 filters=filters)
+        if case.arrays == kind
+    ]
+    # The fresh-process cases time host arrays (the MLP train step): host backends only.
+    host_processes = kind == "numpy" and _process_case_selected(filters, cases is not None)
+    if not selected and not host_processes:
+        print(f"no benchmark case matches backend={backend!r} (arrays {kind}) quick={quick} "
+              f"filters={list(filters)}", file=progress)
         return 1
+    device = None
+    if kind != "numpy":
+        from .device import device_info, device_line
+
+        device = device_info()
+        print(device_line(device), file=progress)
     settings = Settings.quick(repeats) if quick else Settings(repeats=repeats)
     if budget is not None:
         settings = replace(settings, budget=budget)
     results = run(selected, backend, settings, progress=progress)
-    print(format_table(results, backend), file=out)
+    print(format_table(results, backend, None if device is None else device_line(device)),
+          file=out)
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
+    fresh = _run_process_cases(quick, filters, cases is not None, out, progress) if host_processes \
+        else []
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(to_json(results, backend, settings), handle, indent=2)
+            data = to_json(results, backend, settings, device)
+            data["process_cases"] = [processes.to_json(r) for r in fresh]
+            json.dump(data, handle, indent=2)
             handle.write("\n")
         print(f"wrote {json_path}", file=progress)
-    return 1 if any(result.error for result in results) else 0
+    failed = any(result.error for result in results) or any(r.error for r in fresh)
+    return 1 if failed else 0
+
+
+def _process_case_selected(filters: Sequence[str], custom_cases: bool) -> bool:
+    if custom_cases or not processes.available():
+        return False
+    haystack = f"torch {processes.MLP_NAME}".lower()
+    return not filters or any(f.lower() in haystack for f in filters)
+
+
+def _run_process_cases(quick: bool, filters: Sequence[str], custom_cases: bool, out: TextIO,
+                       progress: TextIO) -> list[processes.ProcessResult]:
+    """The fresh-process cases (:mod:`fastreg._bench.processes`) the filters select: 2 rounds
+    with ``--quick``, else 5."""
+    if not _process_case_selected(filters, custom_cases):
+        return []
+    rounds = 2 if quick else 5
+    print(f"[fresh processes] {processes.MLP_NAME}: {rounds} rounds", file=progress)
+    result = processes.run_mlp(rounds=rounds)
+    print("", file=out)
+    print("\n".join(processes.format_result(result)), file=out)
+    return [result]

@@ -65,12 +65,10 @@ class StudyResult:
 
 @contextlib.contextmanager
 def _thread_limit(threads: int) -> Iterator[None]:
-    """Numba's and the BLAS's thread counts, restored afterwards."""
-    import numba
+    """fastreg's and the BLAS's thread counts, restored afterwards."""
+    from .. import _runtime
 
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with _runtime.num_threads(threads):
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:  # comes with scikit-learn; without it the BLAS keeps its default
@@ -78,8 +76,6 @@ def _thread_limit(threads: int) -> Iterator[None]:
         else:
             with threadpool_limits(threads):
                 yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _warm_up(configs: Sequence[Config], backend: str | None) -> None:

@@ -47,6 +47,8 @@ def as_array(t: torch.Tensor) -> Any:
     if t.device.type == "cuda":
         import cupy
 
+        if t.dtype == torch.bfloat16:
+            return _bfloat16_view(cupy.from_dlpack(t.view(torch.int16)))
         return cupy.from_dlpack(t)
     raise TypeError(f"fastreg.torch takes CPU or CUDA tensors, got a tensor on {t.device}")
 
@@ -54,15 +56,30 @@ def as_array(t: torch.Tensor) -> Any:
 def as_tensor(a: Any) -> torch.Tensor:
     """An array returned by a kernel as a tensor sharing its memory."""
     if type(a).__module__.split(".")[0] == "cupy":
+        if a.dtype.name == "bfloat16":
+            return torch.from_dlpack(a.view("int16")).view(torch.bfloat16)
         return torch.from_dlpack(a)
     return torch.from_numpy(a)
 
 
+def _bfloat16_view(bits: Any) -> Any:
+    """An int16 CuPy array of bfloat16 bit patterns viewed as ``ml_dtypes.bfloat16`` (what CuPy's
+    bfloat16 arrays carry). bfloat16 crosses DLPack as int16 both ways: CuPy imports DLPack
+    bfloat16 only from version 14, and exports it in no released version."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("bfloat16 CUDA tensors need the ml_dtypes package (pip install "
+                        "ml_dtypes) for CuPy to hold them") from None
+    return bits.view(ml_dtypes.bfloat16)
+
+
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """The dtype a kernel computes ``t``'s op in: float32 for 16-bit storage on the CPU (and
-    bfloat16 on CUDA, which CuPy has no dtype for), else ``t``'s own."""
-    if t.dtype is torch.float16 and t.device.type == "cuda":
-        return t.dtype  # the CUDA kernels compute float16 in float32 themselves
+    """The dtype the kernels get ``t``'s op in: float32 for 16-bit storage on the CPU (the
+    NumPy API's CPU twins take float32/float64), else ``t``'s own (the CUDA kernels take
+    float16 and bfloat16 and compute them in float32 themselves)."""
+    if t.device.type == "cuda":
+        return t.dtype
     return _WIDE.get(t.dtype, t.dtype)
 
 

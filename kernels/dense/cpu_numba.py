@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from fastreg._runtime import parallel_for
 
 from ..philox.cpu_numba import fill_words
 from . import ACTIVATIONS
@@ -159,26 +161,12 @@ def _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k
         _fwd_gelu(*args)
 
 
-@njit(parallel=True, cache=True)
-def _epilogue(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold, scale):
-    """The epilogue over ``yf`` (flat, its first element has flat index ``s``), by tiles."""
-    if yf.size == 0:
-        return
-    first, last = s >> 2, (s + yf.size - 1) >> 2
-    for tile in prange((last - first + TILE) // TILE):
-        _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt,
-                       offset, threshold, scale)
-
-
-@njit(cache=True)
-def _epilogue_serial(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold,
-                     scale):
-    """:func:`_epilogue` on the calling thread (a separate function: one Python function
-    compiled both ways would share one cache index)."""
-    if yf.size == 0:
-        return
-    first, last = s >> 2, (s + yf.size - 1) >> 2
-    for tile in range((last - first + TILE) // TILE):
+@njit(nogil=True, cache=True)
+def _epilogue_tiles(yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt, offset, threshold,
+                    scale, first, last, t0, t1):
+    """The epilogue over tiles ``[t0, t1)`` of ``yf`` (flat, its first element has flat index
+    ``s``; its Philox blocks are ``first..last``)."""
+    for tile in range(t0, t1):
         _epilogue_tile(tile, first, last, yf, zf, b, has_bias, want_z, code, s, n, k0, k1, salt,
                        offset, threshold, scale)
 
@@ -208,12 +196,14 @@ def dense_epilogue(y, z, b, activation, k0, k1, salt, offset, threshold, scale) 
         return
     drop_all = threshold > _MASK32  # p == 1: no 32-bit word reaches 2**32
     zf = z.reshape(-1) if z is not None else y[0, :0]
-    kernel = _epilogue if m * n >= SERIAL_ELEMENTS else _epilogue_serial
+    first, last = 0, (m * n - 1) >> 2
     # uint32 words and threshold: the select compares 8 words per AVX2 instruction, and
     # fill_words draws them 25% faster than 64-bit tiles (0.64 against 0.88 ns per word).
-    kernel(y.reshape(-1), zf, b if b is not None else y[0, :0], b is not None, z is not None,
-           ACTIVATIONS.index(activation), 0, n,
-           _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(0 if drop_all else threshold), scale)
+    parallel_for(_epilogue_tiles, (last - first + TILE) // TILE, y.reshape(-1), zf,
+                 b if b is not None else y[0, :0], b is not None, z is not None,
+                 ACTIVATIONS.index(activation), 0, n,
+                 _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(0 if drop_all else threshold),
+                 scale, first, last, work=m * n, serial_work=SERIAL_ELEMENTS)
     if drop_all:
         y.fill(0)
 
@@ -286,20 +276,12 @@ def _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, o
         fb += count
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _grad_preact(dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset, threshold,
-                 scale):
-    """``dz`` and the per-chunk column sums of ``dz`` in one pass, chunks in parallel."""
-    for chunk in prange(partial.shape[0]):
-        _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
-                    threshold, scale)
-
-
-@njit(cache=True)
-def _grad_preact_serial(dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
-                        threshold, scale):
-    """:func:`_grad_preact` on the calling thread."""
-    for chunk in range(partial.shape[0]):
+                 scale, c0, c1):
+    """``dz`` and the column sums of ``dz`` per chunk of rows, for chunks ``[c0, c1)``: the
+    chunks are fixed by the shape, so the summed ``db`` never depends on the thread count."""
+    for chunk in range(c0, c1):
         _grad_chunk(chunk, dyf, yf, zf, dzf, partial, code, n, rows, k0, k1, salt, offset,
                     threshold, scale)
 
@@ -330,7 +312,7 @@ def dense_preact_grad(dy, y, z, activation, k0, k1, salt, offset, threshold, sca
     dyf = np.ascontiguousarray(dy).reshape(-1)
     yf = np.ascontiguousarray(y).reshape(-1)
     zf = np.ascontiguousarray(z).reshape(-1) if z is not None else yf  # unread unless gelu
-    kernel = _grad_preact if m * n >= SERIAL_ELEMENTS else _grad_preact_serial
-    kernel(dyf, yf, zf, dz.reshape(-1), partial, ACTIVATIONS.index(activation), n, rows,
-           _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
+    parallel_for(_grad_preact, partial.shape[0], dyf, yf, zf, dz.reshape(-1), partial,
+                 ACTIVATIONS.index(activation), n, rows, _U(k0), _U(k1), _U(salt), _U(offset),
+                 np.uint32(threshold), scale, work=m * n, serial_work=SERIAL_ELEMENTS)
     return dz, partial.sum(axis=0).astype(dy.dtype)

@@ -1,7 +1,7 @@
 """Dropout-family CPU twin in Numba: Philox drawn inside the kernel, no mask stored.
 
-Same names and signatures as ``ref_numpy``. Each parallel task owns a run of whole tiles of
-Philox blocks (4 elements each), so results never depend on the thread count or the task split.
+Same names and signatures as ``ref_numpy``. Each range of work owns whole tiles of Philox blocks
+(4 elements each), so results never depend on the thread count or the split.
 
 Two phases per tile, each a serial Numba function that LLVM vectorizes on its own: fill a uint32
 tile of words that stays in L1 (:func:`fill_words`, AVX2 ``vpmuludq`` on 4 blocks per vector),
@@ -15,7 +15,9 @@ element on one core, the select ~0.06.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from fastreg._runtime import parallel_for
 
 from ..philox.constants import MASK32, SALT_GAUSSIAN
 from ..philox.cpu_numba import box_muller, fill_words
@@ -25,30 +27,10 @@ _U = np.uint64
 #: per element with 512-block tiles, 0.49 with 1024, 0.48 with 2048 (fewer calls per element;
 #: the words stay in L1/L2 between the fill and the select).
 TILE = 2048
-#: Tiles per parallel task at most: 64k elements, so a 4M-element array is 64 tasks (even halves
-#: for the two threads, and a busy core can fall behind without stalling the other for long).
-TILES_PER_TASK = 8
-#: Smaller arrays are still cut into this many tasks, so a 64k-element array uses both cores.
-MIN_TASKS = 8
-#: Less work than this (elements; a normal counts 8) runs on the calling thread: a parallel
-#: launch costs ~20 us on the 2-core VM (waking a passive worker, scheduling the parfor), as
-#: much as ~50k elements of work on one core (measured crossover: dropout 64k float32, 77 us
-#: serial, 74 us parallel).
+#: Less work than this (elements; a normal counts 8) runs on the calling thread: handing a job
+#: to fastreg's pool costs ~20-40 us on the 2-core VM (waking a blocked worker), as much as
+#: ~50k elements of work on one core (measured crossover: dropout 64k float32).
 SERIAL_WORK = 1 << 16
-
-
-@njit(inline="always")
-def _tasks(ntiles):
-    """``(tiles per task, task count)`` of a parallel pass over ``ntiles`` tiles."""
-    per_task = max(1, min(TILES_PER_TASK, ntiles // MIN_TASKS))
-    return per_task, (ntiles + per_task - 1) // per_task
-
-
-@njit(inline="always")
-def _task_tiles(task, per_task, ntiles):
-    """The tiles ``[t0, t1)`` of parallel task ``task``."""
-    t0 = task * per_task
-    return t0, min(ntiles, t0 + per_task)
 
 
 def _tile_count(elements_per_block, n):
@@ -93,12 +75,11 @@ def _compare(out, bits, threshold):
         out[t] = bits[t] >= threshold
 
 
-# Each pass is a serial function over a range of tiles (a task, or the whole array on the calling
-# thread) and a parallel driver that hands out tasks: the body compiled on its own, not inlined
-# into the parfor, where the same loops ran 15-25% slower in the DropConnect kernels.
+# Each pass is a serial nogil function over a range of tiles [t0, t1), run by fastreg's runtime
+# on ranges of tiles (fastreg/_runtime.py), or over all tiles on the calling thread.
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _keep_mask_tiles(out, k0, k1, salt, offset, threshold, t0, t1):
     bits = np.empty(4 * TILE, dtype=np.uint32)
     for tile in range(t0, t1):
@@ -106,15 +87,8 @@ def _keep_mask_tiles(out, k0, k1, salt, offset, threshold, t0, t1):
         _compare(out[base : base + m], bits[:m], threshold)
 
 
-@njit(parallel=True, cache=True)
-def _keep_mask_parallel(out, k0, k1, salt, offset, threshold, ntiles):
-    per_task, ntasks = _tasks(ntiles)
-    for task in prange(ntasks):
-        t0, t1 = _task_tiles(task, per_task, ntiles)
-        _keep_mask_tiles(out, k0, k1, salt, offset, threshold, t0, t1)
 
-
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _apply_tiles(x, out, g, in_place, k0, k1, salt, offset, threshold, scale, t0, t1):
     # g (empty when unused) is masked in place with the same words: one Philox pass for both.
     bits = np.empty(4 * TILE, dtype=np.uint32)
@@ -130,24 +104,25 @@ def _apply_tiles(x, out, g, in_place, k0, k1, salt, offset, threshold, scale, t0
             _select_in_place(g[base : base + m], bits[:m], threshold, scale)
 
 
-@njit(parallel=True, cache=True)
-def _apply_parallel(x, out, g, in_place, k0, k1, salt, offset, threshold, scale, ntiles):
-    per_task, ntasks = _tasks(ntiles)
-    for task in prange(ntasks):
-        t0, t1 = _task_tiles(task, per_task, ntiles)
-        _apply_tiles(x, out, g, in_place, k0, k1, salt, offset, threshold, scale, t0, t1)
-
 
 # error_model="numpy": Box-Muller's division cannot be by zero, and the "python" model's check
-# would keep the loop scalar.
+# would keep the loop scalar. No FMA contraction (fastmath "contract": ~10% fewer cycles per
+# llvm-mca on Zen 3): it fuses 2*pi*u2 into cos_unit's first subtraction, which moves cos's
+# argument off fl(2*pi*u2), the one the numpy and CUDA twins take, by up to 1e-6 relative
+# near cos's zeros.
 @njit(cache=True, error_model="numpy")
 def _gaussian_tile(x, out, words, additive, multiplicative):
     for t in range(x.size):
         v = np.float64(x[t])
-        out[t] = v + (additive + multiplicative * v) * box_muller(words[2 * t], words[2 * t + 1])
+        n = box_muller(words[2 * t], words[2 * t + 1])
+        # Both forms, then a select (three operations): with the products inside the conditional
+        # expression the loop branches, measured 26% slower.
+        added = v + additive * n
+        scaled = v * (1.0 + multiplicative * n)
+        out[t] = added if multiplicative == 0.0 else scaled
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _gaussian_tiles(x, out, k0, k1, offset, additive, multiplicative, t0, t1):
     # Element i uses words 2*(i & 1) and 2*(i & 1) + 1 of block i >> 1: a tile of TILE blocks
     # serves 2*TILE elements, reading its words in pairs.
@@ -158,21 +133,10 @@ def _gaussian_tiles(x, out, k0, k1, offset, additive, multiplicative, t0, t1):
         _gaussian_tile(x[base : base + m], out[base : base + m], words, additive, multiplicative)
 
 
-@njit(parallel=True, cache=True)
-def _gaussian_parallel(x, out, k0, k1, offset, additive, multiplicative, ntiles):
-    per_task, ntasks = _tasks(ntiles)
-    for task in prange(ntasks):
-        t0, t1 = _task_tiles(task, per_task, ntiles)
-        _gaussian_tiles(x, out, k0, k1, offset, additive, multiplicative, t0, t1)
-
-
-def _run(tiles, parallel, work, ntiles, *args) -> None:
-    """``tiles(*args, 0, ntiles)`` on the calling thread for less than SERIAL_WORK units of
-    work, else ``parallel(*args, ntiles)`` (the same tiles, split into tasks)."""
-    if work < SERIAL_WORK:
-        tiles(*args, 0, ntiles)
-    else:
-        parallel(*args, ntiles)
+def _run(tiles, work, ntiles, *args) -> None:
+    """``tiles(*args, t0, t1)`` over ranges of the ``ntiles`` tiles, on the calling thread
+    for less than SERIAL_WORK units of work."""
+    parallel_for(tiles, ntiles, *args, work=work, serial_work=SERIAL_WORK)
 
 
 def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) -> np.ndarray:
@@ -181,7 +145,7 @@ def keep_mask(n: int, k0: int, k1: int, salt: int, offset: int, threshold: int) 
         return np.zeros(n, dtype=np.bool_)
     out = np.empty(n, dtype=np.bool_)
     args = (out, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold))
-    _run(_keep_mask_tiles, _keep_mask_parallel, n, _tile_count(4, n), *args)
+    _run(_keep_mask_tiles, n, _tile_count(4, n), *args)
     return out
 
 
@@ -195,7 +159,7 @@ def _apply(x, out, g, k0, k1, salt, offset, threshold, scale) -> None:
     # NumPy's bounds check answers "in place?" (0.3 us against 2.7 for comparing .ctypes.data).
     in_place = np.may_share_memory(x, out)
     args = (x, out, g, in_place, _U(k0), _U(k1), _U(salt), _U(offset), np.uint32(threshold), scale)
-    _run(_apply_tiles, _apply_parallel, x.size + g.size, _tile_count(4, x.size), *args)
+    _run(_apply_tiles, x.size + g.size, _tile_count(4, x.size), *args)
 
 
 def dropout_apply(x, out, k0, k1, salt, offset, threshold, scale) -> None:
@@ -211,11 +175,12 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
-    """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
-    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
+    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     args = (x, out, _U(k0), _U(k1), _U(offset), float(additive), float(multiplicative))
     # A normal costs ~8x a dropout select: the same launch cost pays off 8x sooner.
-    _run(_gaussian_tiles, _gaussian_parallel, 8 * x.size, _tile_count(2, x.size), *args)
+    _run(_gaussian_tiles, 8 * x.size, _tile_count(2, x.size), *args)
 
 
 __all__ = ["dropout_apply", "dropout_apply_pair", "gaussian_apply", "keep_mask"]

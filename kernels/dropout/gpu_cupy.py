@@ -2,8 +2,9 @@
 
 Same names and signatures as ``ref_numpy``; the kernels are ``kernels/dropout/dropout.cu``. A
 work item is one Philox block (four consecutive flat indices), walked by a grid-stride loop, so
-the bits never depend on the launch configuration. float16 computes in float32 (the scale is the
-float16 value of ``1/(1-p)`` widened, which rounds exactly like NumPy's float16 product).
+the bits never depend on the launch configuration; a thread loads and stores its four elements as
+one vector where the arrays are aligned. float16 and bfloat16 compute in float32 (the scale is the
+16-bit value of ``1/(1-p)`` widened, which rounds exactly like NumPy's 16-bit product).
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
-    """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
-    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
+    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     cl.check_contiguous(x=x, out=out)
     n = x.size
     kernel = cl.kernel("dropout", "gaussian_apply", x.dtype)
     args = (x, out, cl.u64(n), cl.u32(k0), cl.u32(k1), cl.u32(offset),
             cupy.float64(additive), cupy.float64(multiplicative))
-    cl.launch(kernel, (n + 1) >> 1, args)
+    cl.launch(kernel, (n + 3) >> 2, args)  # four elements (two pair blocks) per work item

@@ -37,8 +37,12 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
-    """``out[i] = x[i] + (additive + multiplicative * x[i]) * n(i)``, ``n`` standard normal
-    (Box-Muller, salt 2), evaluated in float64 and cast once."""
+    """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
+    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     noise = normals(x.size, k0, k1, SALT_GAUSSIAN, offset)
     wide = x.astype(np.float64)
-    out[...] = (wide + (additive + multiplicative * wide) * noise).astype(x.dtype)
+    if multiplicative == 0.0:
+        out[...] = (wide + additive * noise).astype(x.dtype)
+    else:
+        out[...] = (wide * (1.0 + multiplicative * noise)).astype(x.dtype)

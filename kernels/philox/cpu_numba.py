@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from fastreg._runtime import parallel_for
 
 from .constants import M0, M1, MASK32, TWO_POW_M32, W0, W1
 
@@ -123,10 +125,14 @@ def bits_of(block, lane, salt, offset, k0, k1):
 
 
 # Box-Muller without libm: Numba has no vector log/cos (no SVML here), and the scalar libm calls
-# cost ~25 ns per normal. These branch-free ports of fdlibm's e_log.c and FreeBSD's k_cos.c /
-# k_sin.c (both < 1 ulp) vectorize with AVX2 in a caller compiled with error_model="numpy" (the
-# default "python" model adds a zero-division branch that blocks vectorization): ~6 ns per
-# normal on one core. They differ from glibc by at most 1 ulp on the inputs Box-Muller uses.
+# cost ~25 ns per normal. These branch-free functions vectorize with AVX2 (4 doubles per ymm) in
+# a caller compiled with error_model="numpy" (the default "python" model adds a zero-division
+# branch that blocks vectorization). Operation count is what sets the speed once vectorized
+# (~0.09 ns per operation per element on one loaded core), so each is written for few
+# operations: fdlibm's log in its one general form (40 operations), and cos as one odd
+# polynomial after an exact reduction (25 operations, against 45 for a k_cos/k_sin pair with a
+# quadrant select). Both stay within ~1 ulp of the exact value (tests/test_philox_numba.py
+# checks against mpmath), so the backends agree to a few ulp (SPEC §3).
 _LG1 = 6.666666666666735130e-01
 _LG2 = 3.999999999940941908e-01
 _LG3 = 2.857142874366239149e-01
@@ -136,38 +142,38 @@ _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
-#: fdlibm's integer tests on the high word of the mantissa, as bounds on m in [1, 2).
+#: fdlibm's test on the high word of the mantissa, as a bound on m in [1, 2): above it, m is
+#: halved so that the reduced mantissa lies in [sqrt(2)/2, sqrt(2)).
 _SQRT2_CUT = 1.0 + 0x6A09C / 2.0**20
-_FORM_LO = 1.0 + 0x6147A / 2.0**20
-_FORM_HI = 1.0 + 0x6B851 / 2.0**20
 _MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
 _ONE_BITS = np.int64(0x3FF0000000000000)
-_C1 = 4.16666666666666019037e-02
-_C2 = -1.38888888888741095749e-03
-_C3 = 2.48015872894767294178e-05
-_C4 = -2.75573143513906633035e-07
-_C5 = 2.08757232129817482790e-09
-_C6 = -1.13596475577881948265e-11
-_S1 = -1.66666666666666324348e-01
-_S2 = 8.33333333332248946124e-03
-_S3 = -1.98412698298579493134e-04
-_S4 = 2.75573137070700676789e-06
-_S5 = -2.50507602534068634195e-08
-_S6 = 1.58969099521155010221e-10
-_INVPIO2 = 6.36619772367581382433e-01
-#: pi/2 as 33 bits plus a tail (Cody-Waite): k * _PIO2_1 is exact for the k <= 4 we meet.
-_PIO2_1 = 1.57079632673412561417e00
-_PIO2_1T = 6.07710050650619224932e-11
+#: sin(s) = s + s*z*h(z), z = s*s, |s| <= pi/2: h is mpmath's Chebyshev fit (chebyfit, degree
+#: 7 on [0, (pi/2)**2], 40 digits) of (sin(sqrt(z))/sqrt(z) - 1)/z, rounded to float64; relative
+#: error of the rounded polynomial below 0.2 ulp.
+_H0 = -0.16666666666666666
+_H1 = 0.008333333333333316
+_H2 = -0.00019841269841254974
+_H3 = 2.7557319219163234e-06
+_H4 = -2.5052107616996182e-08
+_H5 = 1.6058977312464087e-10
+_H6 = -7.643970296798572e-13
+_H7 = 2.7314447669863995e-15
+#: pi/2 and 3*pi/2 as float64 heads plus tails (mpmath, 50 digits): each sum holds ~107 bits.
+_PIO2_HI = 1.5707963267948966
+_PIO2_LO = 6.123233995736766e-17
+_P3O2_HI = 4.71238898038469
+_P3O2_LO = 1.8369701987210297e-16
+_PI = 3.141592653589793
 
 
 @njit(inline="always")
 def log_unit(u):
-    """``ln(u)`` for a normal float64 ``u`` in ``(0, 1]``: fdlibm's e_log.c, branch-free."""
+    """``ln(u)`` for a normal float64 ``u`` in ``(0, 1]``: fdlibm's e_log.c, branch-free, in
+    its hfsq form ``k*ln2 + f - (f*f/2 - s*(f*f/2 + R(s*s)))`` for every mantissa (fdlibm
+    switches to a cheaper form near 1; this one is as accurate there)."""
     bits = np.float64(u).view(np.int64)
     e = np.float64(np.int32((bits >> 52) - 1023))
     m = np.int64((bits & _MANTISSA) | _ONE_BITS).view(np.float64)
-    # fdlibm picks between two equal forms for accuracy; both are computed and one selected
-    form = (m >= _FORM_LO) and (m <= _FORM_HI)
     big = m >= _SQRT2_CUT  # reduce to [sqrt(2)/2, sqrt(2))
     m = m * 0.5 if big else m
     e = e + 1.0 if big else e
@@ -177,31 +183,22 @@ def log_unit(u):
     w = z * z
     r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
     hfsq = 0.5 * f * f
-    a = e * _LN2_HI - ((hfsq - (s * (hfsq + r) + e * _LN2_LO)) - f)
-    b = e * _LN2_HI - ((s * (f - r) - e * _LN2_LO) - f)
-    return a if form else b
+    return e * _LN2_HI - ((hfsq - (s * (hfsq + r) + e * _LN2_LO)) - f)
 
 
 @njit(inline="always")
-def cos_reduced(x):
-    """``cos(x)`` for ``0 <= x < 8``: one Cody-Waite step by pi/2, then the k_cos/k_sin kernels
-    on ``|r| <= pi/4`` with the reduction's tail, and a branch-free quadrant select."""
-    k = np.floor(x * _INVPIO2 + 0.5)
-    y0 = x - k * _PIO2_1
-    r = y0 - k * _PIO2_1T
-    tail = (y0 - r) - k * _PIO2_1T
-    z = r * r
-    w = z * z
-    rc = z * (_C1 + z * (_C2 + z * _C3)) + w * w * (_C4 + z * (_C5 + z * _C6))
-    hz = 0.5 * z
-    wc = 1.0 - hz
-    c = wc + (((1.0 - wc) - hz) + (z * rc - r * tail))
-    rs = _S2 + z * (_S3 + z * _S4) + z * w * (_S5 + z * _S6)
-    v = z * r
-    s = r - ((z * (0.5 * tail - v * rs) - tail) - v * _S1)
-    q = k - 4.0 * np.floor(k * 0.25)
-    value = s if (q == 1.0 or q == 3.0) else c
-    return -value if (q == 1.0 or q == 2.0) else value
+def cos_unit(theta):
+    """``cos(theta)`` for ``0 <= theta <= 2*pi``, as ``sin(s)``: ``s = pi/2 - theta`` up to pi,
+    ``s = theta - 3*pi/2`` beyond, so ``|s| <= pi/2`` and one odd polynomial serves (no
+    quadrants). Each head subtraction is exact where it matters (Sterbenz: ``theta`` in
+    ``[pi/4, pi]``, resp. ``[3*pi/4, 3*pi]``), the tail enters last, and ``s`` keeps its relative
+    accuracy near cos's zeros; below ``pi/4``, ``|cos'| < 0.71`` and the rounding costs < 1 ulp."""
+    low = theta <= _PI
+    head = (_PIO2_HI - theta) if low else (theta - _P3O2_HI)
+    s = head + (_PIO2_LO if low else -_P3O2_LO)
+    z = s * s
+    h = _H0 + z * (_H1 + z * (_H2 + z * (_H3 + z * (_H4 + z * (_H5 + z * (_H6 + z * _H7))))))
+    return s + (s * z) * h
 
 
 @njit(inline="always")
@@ -210,7 +207,7 @@ def box_muller(wa, wb):
     ``sqrt(-2 ln u1) * cos(2 pi u2)``. Vectorizes only under ``error_model="numpy"``."""
     u1 = (np.float64(wa) + _HALF) * _TWO_POW_M32
     u2 = (np.float64(wb) + _HALF) * _TWO_POW_M32
-    return math.sqrt(-2.0 * log_unit(u1)) * cos_reduced(_TWO_PI * u2)
+    return math.sqrt(-2.0 * log_unit(u1)) * cos_unit(_TWO_PI * u2)
 
 
 @njit(cache=True)
@@ -238,21 +235,20 @@ def philox4x32(counter, key, rounds):
     return out
 
 
-@njit(parallel=True, cache=True)
-def _random_bits(out, start, k0, k1, salt, offset):
-    n = out.size
-    # Whole blocks inside [start, start + n) go through fill_words; the at most 3 + 3 words of
-    # the ragged ends are drawn one by one.
-    first = (start + 3) >> 2
-    lead = min(4 * first - start, n)
-    nfull = max((start + n) // 4 - first, 0)
-    # at least 8 tasks when there is enough work, so small arrays use both cores too
-    chunk = max(512, min(CHUNK, nfull // 8))
-    for task in prange((nfull + chunk - 1) // chunk):
+@njit(nogil=True, cache=True)
+def _random_bits_blocks(out, first, lead, nfull, chunk, salt, offset, k0, k1, c0, c1):
+    """Chunks ``[c0, c1)`` of ``chunk`` whole blocks, blocks ``first + ...`` into ``out``."""
+    for task in range(c0, c1):
         b0 = task * chunk
         count = min(nfull, b0 + chunk) - b0
         base = lead + 4 * b0
         fill_words(out[base : base + 4 * count], first + b0, count, salt, offset, k0, k1)
+
+
+@njit(cache=True)
+def _random_bits_ends(out, start, lead, nfull, k0, k1, salt, offset):
+    # The at most 3 + 3 words of the ragged ends, drawn one by one.
+    n = out.size
     for i in range(lead):
         e = start + i
         out[i] = bits_of(np.uint64(e >> 2), e & 3, salt, offset, k0, k1)
@@ -264,7 +260,13 @@ def _random_bits(out, start, k0, k1, salt, offset):
 def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0) -> np.ndarray:
     """``bits(i)`` for flat indices ``i`` in ``[start, start + n)`` (SPEC §3.3), as uint32."""
     out = np.empty(n, dtype=np.uint32)
-    _random_bits(
-        out, np.int64(start), np.uint64(k0), np.uint64(k1), np.uint64(salt), np.uint64(offset)
-    )
+    # Whole blocks inside [start, start + n) go through fill_words, in chunks of blocks.
+    first = (start + 3) >> 2
+    lead = min(4 * first - start, n)
+    nfull = max((start + n) // 4 - first, 0)
+    chunk = max(512, min(CHUNK, nfull // 8))
+    k0, k1, salt, offset = (np.uint64(v) for v in (k0, k1, salt, offset))
+    parallel_for(_random_bits_blocks, -(-nfull // chunk), out, np.int64(first), lead, nfull,
+                 chunk, salt, offset, k0, k1, work=n)
+    _random_bits_ends(out, np.int64(start), lead, nfull, k0, k1, salt, offset)
     return out

@@ -14,10 +14,16 @@ header at a word offset calibrated once against ``ndarray.ctypes.data`` (see
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import carray, njit, prange, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from fastreg._runtime import parallel_for
+
+from . import NORM_RESCALE_BELOW
 
 # Every kernel uses NumPy's error model: Python's (the default) tests each float division for a
 # zero divisor to raise ZeroDivisionError, and that branch stopped LLVM from vectorizing the Adam
@@ -139,14 +145,18 @@ def _sgd_span(w, g, buf, mask, lr, thr, shrink, momentum, nesterov):
         w[i] = r
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _sgd(w, g, buf, mask, lr, thr, shrink, momentum, nesterov):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sgd(w, g, buf, mask, lr, thr, shrink, momentum, nesterov, c0, c1):
     n = w.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
+    for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
         _sgd_span(w[lo:hi], g[lo:hi], _part(buf, lo, hi), _part(mask, lo, hi), lr, thr, shrink,
                   momentum, nesterov)
+
+
+def _chunks(n: int) -> int:
+    return -(-n // CHUNK)
 
 
 def _flat(a):
@@ -156,15 +166,14 @@ def _flat(a):
 def sgd_update(w, grad, buf, mask, lr, thr, shrink, momentum, nesterov) -> None:
     """``buf = momentum*buf + grad``; ``d = buf`` (``grad + momentum*buf`` if nesterov; ``grad``
     if ``buf`` is None); ``w = S(w - lr*d, thr) * shrink``; ``w[~mask] = +0.0``."""
-    kernel = _sgd_span if w.size <= SERIAL_ELEMENTS else _sgd
-    kernel(_flat(w), _flat(grad), _flat(buf), _flat(mask), lr, thr, shrink, momentum, nesterov)
+    parallel_for(_sgd, _chunks(w.size), _flat(w), _flat(grad), _flat(buf), _flat(mask), lr, thr,
+                 shrink, momentum, nesterov, work=w.size, serial_work=SERIAL_ELEMENTS)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _sgd_many(table, word, proto, lr, thr, shrink, momentum, nesterov):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _sgd_many(table, starts, word, proto, lr, thr, shrink, momentum, nesterov, c0, c1):
     # table rows: size, w, grad, buf, mask
-    starts = _chunk_starts(table)
-    for c in prange(starts[-1]):
+    for c in range(c0, c1):
         k = np.searchsorted(starts, c, side="right") - 1
         n = np.int64(table[k, 0])
         lo = (c - starts[k]) * CHUNK
@@ -192,7 +201,9 @@ def sgd_update_many(ws, grads, bufs, masks, lr, thr, shrink, momentum, nesterov)
     with None entries for tensors without a mask)."""
     table = _table(ws, grads, bufs, masks)
     proto = np.empty(0, ws[0].dtype)
-    _sgd_many(table, _data_word(), proto, lr, thr, shrink, momentum, nesterov)
+    starts = _chunk_starts(table)
+    parallel_for(_sgd_many, starts[-1], table, starts, _data_word(), proto, lr, thr, shrink,
+                 momentum, nesterov, work=int(table[:, 0].sum()), serial_work=SERIAL_ELEMENTS)
 
 
 @njit(cache=True, error_model="numpy")
@@ -216,11 +227,11 @@ def _adam_span(w, g, m, v, mask, beta1, one_minus_beta1, beta2, one_minus_beta2,
         w[i] = z
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _adam(w, g, m, v, mask, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
-          inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox):
+          inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox, c0, c1):
     n = w.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
+    for c in range(c0, c1):
         lo = c * CHUNK
         hi = min(n, lo + CHUNK)
         _adam_span(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], _part(mask, lo, hi), beta1,
@@ -235,17 +246,16 @@ def adam_update(
     """Adam moments in place, then with ``r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps)`` (``1/psi``):
     ``z = w*decay - step_size*m*r``; ``prox`` 1: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``,
     ``prox`` 2: ``w = S(z, lr_l1) / (1 + two_lr_l2)``, ``prox`` 0: ``w = z``; ``w[~mask] = 0``."""
-    kernel = _adam_span if w.size <= SERIAL_ELEMENTS else _adam
-    kernel(_flat(w), _flat(grad), _flat(m), _flat(v), _flat(mask), beta1, one_minus_beta1, beta2,
-           one_minus_beta2, step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox)
+    parallel_for(_adam, _chunks(w.size), _flat(w), _flat(grad), _flat(m), _flat(v), _flat(mask),
+                 beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_sqrt_bc2, eps,
+                 decay, lr_l1, two_lr_l2, prox, work=w.size, serial_work=SERIAL_ELEMENTS)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _adam_many(table, word, proto, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
-               inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _adam_many(table, starts, word, proto, beta1, one_minus_beta1, beta2, one_minus_beta2,
+               step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox, c0, c1):
     # table rows: size, w, grad, m, v, mask
-    starts = _chunk_starts(table)
-    for c in prange(starts[-1]):
+    for c in range(c0, c1):
         k = np.searchsorted(starts, c, side="right") - 1
         n = np.int64(table[k, 0])
         lo = (c - starts[k]) * CHUNK
@@ -270,8 +280,10 @@ def adam_update_many(
     """:func:`adam_update` on each tensor of the lists."""
     table = _table(ws, grads, ms, vs, masks)
     proto = np.empty(0, ws[0].dtype)
-    _adam_many(table, _data_word(), proto, beta1, one_minus_beta1, beta2, one_minus_beta2,
-               step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox)
+    starts = _chunk_starts(table)
+    parallel_for(_adam_many, starts[-1], table, starts, _data_word(), proto, beta1,
+                 one_minus_beta1, beta2, one_minus_beta2, step_size, inv_sqrt_bc2, eps, decay,
+                 lr_l1, two_lr_l2, prox, work=int(table[:, 0].sum()), serial_work=SERIAL_ELEMENTS)
 
 
 @njit(cache=True, error_model="numpy")
@@ -282,28 +294,48 @@ def _group_scale(norm, param, mode):
     return param / norm if norm > param else 1.0
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _groups_by_row(x2, param, mode):
+@njit(cache=True, error_model="numpy")
+def _group_norm(x2, g, sum_squares):
+    """The L2 norm of row ``g`` from its float64 sum of squares; a sum that overflowed or may
+    have underflowed is recomputed with the entries scaled by ``2**-k``, ``k`` the exponent of
+    the row's largest magnitude (exact scaling, as in the numpy twin)."""
+    if not (sum_squares == np.inf or sum_squares < NORM_RESCALE_BELOW):
+        return np.sqrt(sum_squares)
+    largest = 0.0
+    for j in range(x2.shape[1]):
+        largest = max(largest, abs(np.float64(x2[g, j])))
+    if largest == 0.0 or largest == np.inf:
+        return largest
+    k = math.frexp(largest)[1]
+    acc = 0.0
+    for j in range(x2.shape[1]):
+        e = math.ldexp(np.float64(x2[g, j]), -k)
+        acc += e * e
+    return math.ldexp(np.sqrt(acc), k)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _groups_by_row(x2, param, mode, r0, r1):
     zero = x2.dtype.type(0)
-    for g in prange(x2.shape[0]):
+    for g in range(r0, r1):
         acc = 0.0
         for j in range(x2.shape[1]):
             e = np.float64(x2[g, j])
             acc += e * e
-        s = _group_scale(np.sqrt(acc), param, mode)
+        s = _group_scale(_group_norm(x2, g, acc), param, mode)
         if s != 1.0:
             typed = x2.dtype.type(s)
             for j in range(x2.shape[1]):
                 x2[g, j] = zero if s == 0.0 else x2[g, j] * typed
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _groups_by_column(x2, param, mode):
-    # Groups are columns of memory rows: each task owns GROUP_BLOCK groups and walks the rows,
+@njit(nogil=True, cache=True, error_model="numpy")
+def _groups_by_column(x2, param, mode, b0, b1):
+    # Groups are columns of memory rows: each block owns GROUP_BLOCK groups and walks the rows,
     # so it reads contiguous runs instead of one element per row.
     zero = x2.dtype.type(0)
     ngroups, size = x2.shape
-    for block in prange((ngroups + GROUP_BLOCK - 1) // GROUP_BLOCK):
+    for block in range(b0, b1):
         g0 = block * GROUP_BLOCK
         g1 = min(ngroups, g0 + GROUP_BLOCK)
         acc = np.zeros(g1 - g0)
@@ -313,7 +345,7 @@ def _groups_by_column(x2, param, mode):
                 acc[g - g0] += e * e
         scales = np.empty(g1 - g0)
         for g in range(g0, g1):
-            scales[g - g0] = _group_scale(np.sqrt(acc[g - g0]), param, mode)
+            scales[g - g0] = _group_scale(_group_norm(x2, g, acc[g - g0]), param, mode)
         for j in range(size):
             for g in range(g0, g1):
                 s = scales[g - g0]
@@ -322,10 +354,13 @@ def _groups_by_column(x2, param, mode):
 
 
 def _scale_groups(x2: np.ndarray, param: float, mode: int) -> None:
+    ngroups = x2.shape[0]
     if x2.shape[1] > 1 and abs(x2.strides[1]) > abs(x2.strides[0]):
-        _groups_by_column(x2, float(param), mode)
+        parallel_for(_groups_by_column, -(-ngroups // GROUP_BLOCK), x2, float(param), mode,
+                     work=x2.size, serial_work=SERIAL_ELEMENTS)
     else:
-        _groups_by_row(x2, float(param), mode)
+        parallel_for(_groups_by_row, ngroups, x2, float(param), mode, work=x2.size,
+                     serial_work=SERIAL_ELEMENTS)
 
 
 def group_lasso(x2: np.ndarray, t: float) -> None:
@@ -338,13 +373,11 @@ def max_norm(x2: np.ndarray, c: float) -> None:
     _scale_groups(x2, c, 1)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _partial_sums(x):
+@njit(nogil=True, cache=True, error_model="numpy")
+def _partial_sums(x, partial, c0, c1):
     # Fixed chunks, summed in order afterwards: the result never depends on the thread count.
     n = x.size
-    nchunks = (n + CHUNK - 1) // CHUNK
-    partial = np.zeros((nchunks, 2))
-    for c in prange(nchunks):
+    for c in range(c0, c1):
         s1 = 0.0
         s2 = 0.0
         for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
@@ -353,12 +386,14 @@ def _partial_sums(x):
             s2 += e * e
         partial[c, 0] = s1
         partial[c, 1] = s2
-    return partial
 
 
 def abs_square_sums(x: np.ndarray) -> tuple[float, float]:
     """``(sum |x|, sum x**2)`` accumulated in float64."""
-    partial = _partial_sums(x.ravel(order="K"))
+    flat = x.ravel(order="K")
+    partial = np.zeros((_chunks(flat.size), 2))
+    parallel_for(_partial_sums, partial.shape[0], flat, partial, work=flat.size,
+                 serial_work=SERIAL_ELEMENTS)
     return float(partial[:, 0].sum()), float(partial[:, 1].sum())
 
 

@@ -48,6 +48,53 @@ FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char 
     fr_store(w, i, z);
 }
 
+// Four consecutive elements [q, q + 4) of one tensor, clipped at hi; a thread's quad moves as one
+// vector access per array where `vector` (all of the tensor's arrays quad-aligned) and the quad is
+// whole, element by element otherwise. The element functions run on the loaded registers then,
+// so both paths compute the same values (re-reads of buf, m, v see the rounded stored value).
+template <typename T, typename C>
+FR_HD void fr_sgd_quad(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 q, fr_u64 hi,
+                       bool vector, C lr, C thr, C shrink, C momentum, bool nesterov) {
+    if (vector && q + 4 <= hi) {
+        fr_quad<T> wq = fr_load_quad(w, q), bq;
+        const fr_quad<T> gq = fr_load_quad(grad, q);
+        fr_bytes4 mq;
+        if (buf) bq = fr_load_quad(buf, q);
+        if (mask) mq = fr_load_bytes4(mask, q);
+        for (int t = 0; t < 4; ++t)
+            fr_sgd_element(wq.v, gq.v, buf ? bq.v : (T *)0, mask ? mq.v : (unsigned char *)0, t,
+                           lr, thr, shrink, momentum, nesterov);
+        fr_store_quad(w, q, wq);
+        if (buf) fr_store_quad(buf, q, bq);
+        return;
+    }
+    for (fr_u64 i = q; i < q + 4 && i < hi; ++i)
+        fr_sgd_element(w, grad, buf, mask, i, lr, thr, shrink, momentum, nesterov);
+}
+
+template <typename T, typename C>
+FR_HD void fr_adam_quad(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 q,
+                        fr_u64 hi, bool vector, C beta1, C omb1, C beta2, C omb2, C step_size,
+                        C inv_sqrt_bc2, C eps, C decay, C lr_l1, C two_lr_l2, int prox) {
+    if (vector && q + 4 <= hi) {
+        fr_quad<T> wq = fr_load_quad(w, q), mq = fr_load_quad(m, q), vq = fr_load_quad(v, q);
+        const fr_quad<T> gq = fr_load_quad(grad, q);
+        fr_bytes4 kq;
+        if (mask) kq = fr_load_bytes4(mask, q);
+        for (int t = 0; t < 4; ++t)
+            fr_adam_element(wq.v, gq.v, mq.v, vq.v, mask ? kq.v : (unsigned char *)0, t, beta1,
+                            omb1, beta2, omb2, step_size, inv_sqrt_bc2, eps, decay, lr_l1,
+                            two_lr_l2, prox);
+        fr_store_quad(w, q, wq);
+        fr_store_quad(m, q, mq);
+        fr_store_quad(v, q, vq);
+        return;
+    }
+    for (fr_u64 i = q; i < q + 4 && i < hi; ++i)
+        fr_adam_element(w, grad, m, v, mask, i, beta1, omb1, beta2, omb2, step_size, inv_sqrt_bc2,
+                        eps, decay, lr_l1, two_lr_l2, prox);
+}
+
 // Group scales from the group's L2 norm (computed in double): zero groups stay zero, no NaN.
 FR_HD double fr_group_lasso_scale(double norm, double t) {
     return norm <= t ? 0.0 : 1.0 - t / norm;
@@ -68,6 +115,44 @@ __device__ __forceinline__ double fr_block_sum(double value, double *shared) {
     const double total = shared[0];
     __syncthreads();
     return total;
+}
+
+// Maximum over the threads of a block, like fr_block_sum.
+__device__ __forceinline__ double fr_block_max(double value, double *shared) {
+    shared[threadIdx.x] = value;
+    __syncthreads();
+    unsigned width = 1;
+    while (width < blockDim.x) width <<= 1;
+    for (unsigned s = width >> 1; s > 0; s >>= 1) {
+        if (threadIdx.x < s && threadIdx.x + s < blockDim.x)
+            shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + s]);
+        __syncthreads();
+    }
+    const double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// The L2 norm of a group from its sum of squares; a sum that overflowed or may have underflowed
+// (below 2^-900, NORM_RESCALE_BELOW in kernels/prox/__init__.py) is recomputed with the entries
+// scaled by 2^-k, k the exponent of the largest magnitude (exact scaling, as the CPU twins do).
+template <typename T>
+__device__ double fr_group_norm(const T *row, fr_u64 size, long long s1, double sum_squares,
+                                double *shared) {
+    if (!(isinf(sum_squares) || sum_squares < 1.1830521861667747e-271)) return sqrt(sum_squares);  // 2^-900
+    double largest = 0.0;
+    for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x)
+        largest = fmax(largest, fabs((double)fr_load(row + (long long)j * s1, 0)));
+    largest = fr_block_max(largest, shared);
+    if (largest == 0.0 || isinf(largest)) return largest;
+    int k;
+    frexp(largest, &k);
+    double acc = 0.0;
+    for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
+        const double e = ldexp((double)fr_load(row + (long long)j * s1, 0), -k);
+        acc += e * e;
+    }
+    return ldexp(sqrt(fr_block_sum(acc, shared)), k);
 }
 
 // The tensor table: one row of FR_SGD_FIELDS (w, grad, buf, mask, size) or FR_ADAM_FIELDS
@@ -99,7 +184,7 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
             const double e = (double)fr_load(row + (long long)j * s1, 0);
             acc += e * e;
         }
-        const double norm = sqrt(fr_block_sum(acc, shared));
+        const double norm = fr_group_norm(row, size, s1, fr_block_sum(acc, shared), shared);
         const double scale = lasso ? fr_group_lasso_scale(norm, param) : fr_max_norm_scale(norm, param);
         const C s = (C)scale;
         for (fr_u64 j = threadIdx.x; j < size; j += blockDim.x) {
@@ -117,10 +202,14 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
         for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
             fr_u64 lo, hi;                                                                      \
             const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_SGD_FIELDS, chunk, lo, hi);     \
-            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
-                fr_sgd_element((T *)row[0], (const T *)row[1], (T *)row[2],                     \
-                               (const unsigned char *)row[3], i, lr, thr, shrink, momentum,     \
-                               nesterov != 0);                                                  \
+            T *w = (T *)row[0], *buf = (T *)row[2];                                             \
+            const T *grad = (const T *)row[1];                                                  \
+            const unsigned char *mask = (const unsigned char *)row[3];                          \
+            const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) &&                  \
+                                fr_quad_aligned(buf) && fr_bytes4_aligned(mask);                \
+            for (fr_u64 q = lo + 4 * threadIdx.x; q < hi; q += 4 * blockDim.x)                  \
+                fr_sgd_quad(w, grad, buf, mask, q, hi, vector, lr, thr, shrink, momentum,       \
+                            nesterov != 0);                                                     \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void fastreg_prox_adam_##SUFFIX(                                      \
@@ -132,11 +221,15 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
         for (fr_u64 c = blockIdx.x; c < nchunks; c += gridDim.x) {                              \
             fr_u64 lo, hi;                                                                      \
             const fr_u64 *row = fr_chunk(tensors, chunks, c, FR_ADAM_FIELDS, chunk, lo, hi);    \
-            for (fr_u64 i = lo + threadIdx.x; i < hi; i += blockDim.x)                          \
-                fr_adam_element((T *)row[0], (const T *)row[1], (T *)row[2], (T *)row[3],       \
-                                (const unsigned char *)row[4], i, beta1, omb1, beta2, omb2,     \
-                                step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2,          \
-                                prox);                                                          \
+            T *w = (T *)row[0], *m = (T *)row[2], *v = (T *)row[3];                             \
+            const T *grad = (const T *)row[1];                                                  \
+            const unsigned char *mask = (const unsigned char *)row[4];                          \
+            const bool vector = fr_quad_aligned(w) && fr_quad_aligned(grad) &&                  \
+                                fr_quad_aligned(m) && fr_quad_aligned(v) &&                     \
+                                fr_bytes4_aligned(mask);                                        \
+            for (fr_u64 q = lo + 4 * threadIdx.x; q < hi; q += 4 * blockDim.x)                  \
+                fr_adam_quad(w, grad, m, v, mask, q, hi, vector, beta1, omb1, beta2, omb2,      \
+                             step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);      \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void fastreg_prox_group_##SUFFIX(T *x, fr_u64 groups, fr_u64 size,    \

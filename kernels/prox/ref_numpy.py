@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import NORM_RESCALE_BELOW
+
 
 def _soft_threshold(v: np.ndarray, t) -> np.ndarray:
     """``sign(v) * max(|v| - t, 0)`` with a select: zeros are exactly ``+0.0``, NaN stays NaN."""
@@ -72,13 +74,29 @@ def adam_update_many(
 
 
 def _group_norms(x2: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(np.square(x2, dtype=np.float64), axis=1))
+    """L2 norm of each row, in float64; rows whose sum of squares overflows or may have
+    underflowed are recomputed with the entries scaled by ``2**-k``, ``k`` the exponent of the
+    row's largest magnitude (exact scaling, see ``NORM_RESCALE_BELOW``)."""
+    with np.errstate(over="ignore", under="ignore"):  # such rows are the ones recomputed
+        sums = np.sum(np.square(x2, dtype=np.float64), axis=1)
+    norms = np.sqrt(sums)
+    redo = (sums == np.inf) | (sums < NORM_RESCALE_BELOW)
+    if np.any(redo) and x2.shape[1]:
+        rows = x2[redo].astype(np.float64)
+        largest = np.max(np.abs(rows), axis=1)
+        k = np.frexp(largest)[1]
+        scaled = np.ldexp(rows, -k[:, None])
+        rescaled = np.ldexp(np.sqrt(np.sum(np.square(scaled), axis=1)), k)
+        # zero rows stay 0 and rows holding an infinity are infinite
+        norms[redo] = np.where(np.isfinite(largest) & (largest > 0), rescaled, largest)
+    return norms
 
 
 def _scale_groups(x2: np.ndarray, scale: np.ndarray) -> None:
     """``x2[g] *= scale[g]`` (cast once to the dtype); a zero scale writes exactly ``+0.0``."""
     zero = x2.dtype.type(0)
-    scaled = x2 * scale.astype(x2.dtype)[:, None]
+    with np.errstate(invalid="ignore"):  # inf * 0 of an infinite group: selected away below
+        scaled = x2 * scale.astype(x2.dtype)[:, None]
     x2[...] = np.where((scale == 0.0)[:, None], zero, scaled)
 
 

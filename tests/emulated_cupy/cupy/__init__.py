@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from . import cuda
+from . import random as random  # cupy.random
 
 __version__ = "0.0.0+fastreg-emulated"
 _HOST_OK = "cupy.asarray() (or cupy.array()) copies a NumPy array to the device"
@@ -44,6 +45,8 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
         )
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is np.matmul and method == "__call__":
+            return matmul(*inputs, **kwargs)
         out = kwargs.pop("out", None)
         kwargs = _to_host(kwargs)
         if out is not None:
@@ -163,6 +166,20 @@ def get_array_module(*args):
 
 def from_dlpack(obj):
     raise NotImplementedError("the emulated CuPy has no DLPack exchange")
+
+
+def matmul(a, b, out=None, **kwargs):
+    """``a @ b`` in the operands' dtype, as CuPy's (cuBLAS) is: NumPy's matmul of two
+    ml_dtypes.bfloat16 arrays returns float32, CuPy's returns bfloat16 (rounded once)."""
+    a, b = _to_host(a), _to_host(b)
+    product = np.matmul(a, b, **kwargs)
+    dtype = np.result_type(a, b)
+    if product.dtype != dtype:
+        product = product.astype(dtype)
+    if out is None:
+        return _wrap(product)
+    _to_host(out)[...] = product
+    return out
 
 
 # --------------------------------------------------------------------------------- kernels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import time
 import types
 from typing import Any, NamedTuple
 
@@ -11,6 +13,9 @@ _ATTRIBUTES = {"MultiProcessorCount": 2, "MaxThreadsPerBlock": 1024, "WarpSize":
 
 class MemoryPointer(NamedTuple):
     ptr: int
+
+    def copy_from_device_async(self, src: MemoryPointer, size: int, stream: Any = None) -> None:
+        ctypes.memmove(self.ptr, src.ptr, size)
 
 
 class Device:
@@ -67,7 +72,38 @@ def get_current_stream() -> Stream:
     return Stream.null
 
 
-runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+class Event:
+    """A CUDA event: the host clock when recorded (launches complete at once here)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.time: float | None = None
+
+    def record(self, stream: Any = None) -> None:
+        self.time = time.perf_counter()
+
+    def synchronize(self) -> None:
+        pass
+
+
+def get_elapsed_time(start: Event, end: Event) -> float:
+    """Milliseconds between two recorded events."""
+    if start.time is None or end.time is None:
+        raise RuntimeError("cudaErrorInvalidResourceHandle: an event was never recorded")
+    return (end.time - start.time) * 1e3
+
+
+_PROPERTIES = {
+    "name": b"fastreg emulated device", "multiProcessorCount": _ATTRIBUTES["MultiProcessorCount"],
+    "clockRate": 1_000_000, "memoryClockRate": 1_000_000, "memoryBusWidth": 64,
+    "totalGlobalMem": 1 << 30, "l2CacheSize": 1 << 20, "major": 9, "minor": 0,
+}
+
+runtime = types.SimpleNamespace(
+    getDeviceCount=lambda: 1,
+    getDeviceProperties=lambda device: dict(_PROPERTIES),
+    driverGetVersion=lambda: 13000,
+    runtimeGetVersion=lambda: 13000,
+)
 
 
 _active_hooks: list[Any] = []
@@ -96,3 +132,11 @@ def allocated(size: int) -> None:
 
 
 memory_hook = types.SimpleNamespace(MemoryHook=MemoryHook)
+
+
+def set_allocator(allocator: Any = None) -> None:
+    """Memory-pool switches: the host's allocator is the only one here."""
+
+
+def set_pinned_memory_allocator(allocator: Any = None) -> None:
+    pass
