@@ -3,9 +3,10 @@
 Import it explicitly (``import fastreg.torch``; needs the ``torch`` extra): ``import fastreg``
 never imports PyTorch. Every op is a ``torch.library`` custom op in the ``fastreg`` namespace
 (``torch.ops.fastreg.*``) with a fake kernel and a registered autograd formula, so models using
-these layers work under ``torch.compile(fullgraph=True)``, ``torch.export`` and
-``torch.func.grad``; ``torch.jit.trace`` records ``fastreg::advance_offset``, so a traced
-module advances its offset on every call. Files: ``layer_ops`` and ``prox_ops`` (the ops),
+these layers work under ``torch.compile(fullgraph=True)`` and ``torch.export``;
+``torch.jit.trace`` records ``fastreg::advance_offset``, so a traced module advances its offset
+on every call. ``torch.func`` transforms raise a clear RuntimeError: this PyTorch does not run
+a custom op's registered autograd under them. Files: ``layer_ops`` and ``prox_ops`` (the ops),
 ``functional`` (differentiable functions), ``modules`` (layers, ``replace_dropout``),
 ``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds).
 """
