@@ -1,9 +1,9 @@
 """fastreg: compiled kernels for the regularization steps of neural-network training.
 
 Dropout and noise with a counter-based random stream generated inside the kernels (no stored
-masks, the same bits on every backend), a fused dense+activation+dropout layer, DropConnect, and
-proximal L1/L2/group-lasso updates in one memory pass. Importing fastreg compiles nothing and
-imports neither Numba nor CuPy.
+masks, the same bits on every backend), a fused dense+activation+dropout layer, DropConnect,
+proximal L1/L2/group-lasso updates in one memory pass, and batch image augmentation. Importing
+fastreg compiles nothing and imports neither Numba nor CuPy.
 """
 
 from ._backends import available_backends as available_backends
@@ -13,6 +13,11 @@ from ._backends import use_backend as use_backend
 from ._runtime import get_num_threads as get_num_threads
 from ._runtime import num_threads as num_threads
 from ._runtime import set_num_threads as set_num_threads
+from .augment import augment as augment
+from .augment import random_affine as random_affine
+from .augment import random_cutout as random_cutout
+from .augment import random_flip as random_flip
+from .augment import random_translate as random_translate
 from .dense import dense_dropout as dense_dropout
 from .dense import dense_dropout_backward as dense_dropout_backward
 from .dropconnect import dropconnect as dropconnect

@@ -22,6 +22,10 @@ __all__ = [
     "check_axes",
     "check_bool",
     "check_choice",
+    "check_fill",
+    "check_finite",
+    "check_image",
+    "check_image_out",
     "check_int_at_least",
     "check_keep_mask",
     "check_layer",
@@ -29,15 +33,17 @@ __all__ = [
     "check_momentum",
     "check_nonnegative",
     "check_noise_shape",
+    "check_no_overlap",
     "check_offset",
     "check_out",
     "check_probability",
     "check_required",
+    "check_sample_ids",
     "check_same_dtype",
     "check_seed",
     "check_shape",
     "check_shape_equal",
-    "check_no_overlap",
+    "check_size_pair",
     "check_update_arrays",
     "check_writeable",
 ]
@@ -426,6 +432,144 @@ def check_update_arrays(
     if mask is not None:
         check_keep_mask(mask, _entry("mask", index), tuple(w.shape))
     _check_update_overlap(index, w, inputs, states, mask)
+
+
+# ---------------------------------------------------------------------- images (SPEC §4.5)
+#: The dtypes of an image batch, by name (bfloat16 is ml_dtypes'; matching names keeps ml_dtypes
+#: unimported until an array of that dtype exists).
+IMAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "uint8")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def check_finite(value: Any, name: str) -> float:
+    """``value`` as a finite float (NaN and infinities raise ``ValueError``)."""
+    value = _real(value, name)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def check_image(x: Any, data_format: Any, name: str = "x") -> tuple[int, int, int, int, int]:
+    """An image batch: a NumPy or CuPy array of an :data:`IMAGE_DTYPES` dtype, ``(N, H, W)``
+    whatever ``data_format``, ``(N, H, W, C)`` (channels_last) or ``(N, C, H, W)``
+    (channels_first). Returns ``(N, P, H, W, C)``: the batch as planes of pixels of ``C``
+    contiguous channels (``P = C`` planes of one channel for channels_first)."""
+    data_format = check_choice(data_format, "data_format", DATA_FORMATS)
+    if not _is_array(x):
+        raise TypeError(
+            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
+            f"(convert with numpy.asarray first)"
+        )
+    if x.dtype.name not in IMAGE_DTYPES:
+        raise TypeError(f"{name} must have dtype {', '.join(IMAGE_DTYPES)}; got {x.dtype}")
+    if x.ndim == 3:
+        n, h, w = x.shape
+        return n, 1, h, w, 1
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name} must be an image batch of rank 3 (N, H, W) or 4 ({_LAYOUTS[data_format]}), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if data_format == "channels_last":
+        n, h, w, c = x.shape
+        return n, 1, h, w, c
+    n, c, h, w = x.shape
+    return n, c, h, w, 1
+
+
+_LAYOUTS = {"channels_last": "N, H, W, C", "channels_first": "N, C, H, W"}
+
+
+def _may_share_memory(a: Any, b: Any) -> bool:
+    if array_kind(a) == "cupy":
+        import cupy
+
+        return bool(cupy.may_share_memory(a, b))
+    return bool(np.may_share_memory(a, b))
+
+
+def check_image_out(out: Any, x: Any) -> Any:
+    """``out=`` of an image op: an array of ``x``'s kind, dtype and shape, writeable, sharing no
+    memory with ``x`` (the op reads pixels of ``x`` after writing others)."""
+    if out is None:
+        return None
+    if not _is_array(out):
+        raise TypeError(f"out must be a NumPy or CuPy array like x, got {type(out).__name__}")
+    if array_kind(out) != array_kind(x):
+        raise TypeError(f"out must be a {array_kind(x)} array like x, got a {array_kind(out)} "
+                        f"array")
+    if out.dtype != x.dtype:
+        raise TypeError(f"out must have dtype {x.dtype} like x, got {out.dtype}")
+    check_shape_equal(out, "out", tuple(x.shape), "x's shape")
+    check_writeable(out, "out")
+    if _may_share_memory(out, x):
+        raise ValueError("out must not overlap x in memory (an image op reads x after writing "
+                         "out), got arrays that share memory")
+    return out
+
+
+def check_size_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair ``(rows, columns)`` of ints, each ``>= minimum``, as a pair. Floats raise
+    ``TypeError`` even when integral (``2.0``): a size is a count of pixels."""
+    entries = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(entries) != 2:
+        raise ValueError(f"{name} must be an int or a pair (rows, columns) of ints, got "
+                         f"{_describe(value)}")
+    try:
+        pair = tuple(_integer(v, name) for v in entries)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair (rows, columns) of ints, got "
+                        f"{_describe(value)}") from None
+    if min(pair) < minimum:
+        raise ValueError(f"{name} entries must be ints >= {minimum}, got {_describe(value)}")
+    return pair[0], pair[1]
+
+
+def check_fill(fill: Any, dtype: np.dtype) -> Any:
+    """``fill`` cast once to ``dtype``: any real for a float dtype (NaN and infinities allowed;
+    a value beyond the dtype's range becomes an infinity), an integer in ``[0, 255]`` for
+    uint8 (an integral float such as the default ``0.0`` counts as one)."""
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+        raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
+    if dtype == np.uint8:
+        if isinstance(fill, numbers.Integral):
+            ok = 0 <= int(fill) <= 255
+        else:
+            value = float(fill)
+            ok = 0.0 <= value <= 255.0 and value == math.floor(value)  # NaN fails too
+        if not ok:
+            raise ValueError(f"fill must be an integer in [0, 255] for uint8 images, got "
+                             f"{fill!r}")
+        return dtype.type(int(fill))
+    try:
+        value = float(fill)
+    except OverflowError:
+        raise ValueError(f"fill is too large for a float, got {_describe(fill)}") from None
+    with np.errstate(over="ignore"):
+        return dtype.type(value)
+
+
+def check_sample_ids(sample_ids: Any, n: int, x: Any) -> Any:
+    """``sample_ids``: None, or a 1-D integer array (not bool) of length ``n``, of ``x``'s array
+    kind, with values in ``[0, 2**61)``."""
+    if sample_ids is None:
+        return None
+    if not _is_array(sample_ids):
+        raise TypeError(f"sample_ids must be a 1-D integer array, got "
+                        f"{type(sample_ids).__name__}")
+    if array_kind(sample_ids) != array_kind(x):
+        raise TypeError(f"sample_ids must be a {array_kind(x)} array like x, got a "
+                        f"{array_kind(sample_ids)} array")
+    if sample_ids.dtype.kind not in "iu":
+        raise TypeError(f"sample_ids must have an integer dtype (not bool), got "
+                        f"{sample_ids.dtype}")
+    if sample_ids.ndim != 1 or sample_ids.shape[0] != n:
+        raise ValueError(f"sample_ids must have shape ({n},) (one id per sample of x), got "
+                         f"{tuple(sample_ids.shape)}")
+    if n and (int(sample_ids.min()) < 0 or int(sample_ids.max()) >= 2**61):
+        raise ValueError(f"sample_ids must be in [0, 2**61), got values in "
+                         f"[{int(sample_ids.min())}, {int(sample_ids.max())}]")
+    return sample_ids
 
 
 def _check_update_overlap(

@@ -16,6 +16,7 @@ import numpy as np
 from . import _backends
 from ._kernels.philox.constants import (
     RNG_SPEC_VERSION,
+    SALT_AUGMENT,
     SALT_DROPCONNECT,
     SALT_DROPOUT,
     SALT_GAUSSIAN,
@@ -24,6 +25,7 @@ from ._validate import check_offset, check_seed, check_shape
 
 __all__ = [
     "RNG_SPEC_VERSION",
+    "SALT_AUGMENT",
     "SALT_DROPCONNECT",
     "SALT_DROPOUT",
     "SALT_GAUSSIAN",
@@ -126,7 +128,7 @@ def random_bits(
     shape : int or tuple of int
     seed : int in [0, 2**64)
     offset : int in [0, 2**32), the call index
-    salt : int in [0, 2**32): 0 dropout masks, 1 DropConnect, 2 Gaussian noise
+    salt : int in [0, 2**32): 0 dropout masks, 1 DropConnect, 2 Gaussian noise, 3 augmentation
 
     Returns
     -------

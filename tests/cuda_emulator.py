@@ -34,6 +34,9 @@ POINTER_DTYPES = {
     "double": np.float64,
     "fr_u32": np.uint32,
     "fr_u64": np.uint64,
+    "fr_u8": np.uint8,
+    "fr_u16": np.uint16,
+    "long long": np.int64,
     "unsigned char": np.bool_,
     "int": np.int32,
     "fr_compute<fr_half>::type": np.float32,
@@ -44,6 +47,8 @@ POINTER_DTYPES = {
 #: The exact NumPy scalar type a by-value parameter takes: RawKernel passes a scalar as its own
 #: type's bytes, whatever the C parameter is, so anything else is silently misread.
 SCALAR_TYPES = {
+    "fr_u8": np.uint8,
+    "fr_u16": np.uint16,
     "fr_u32": np.uint32,
     "fr_u64": np.uint64,
     "int": np.int32,
@@ -97,6 +102,8 @@ def check_launch(name, params, grid, block, args, array_type) -> None:
 
 
 _CTYPES = {
+    np.dtype(np.uint8): ctypes.c_uint8,
+    np.dtype(np.uint16): ctypes.c_uint16,
     np.dtype(np.uint32): ctypes.c_uint32,
     np.dtype(np.uint64): ctypes.c_uint64,
     np.dtype(np.int32): ctypes.c_int32,

@@ -61,8 +61,13 @@ ENTRY_POINTS = {
     },
     "dense": {f"fastreg_dense_{stage}_{s}" for stage in ("forward", "backward", "db")
               for s in FLOAT_SUFFIXES},
+    "augment": {f"fastreg_{op}_{s}" for op in ("augment_move", "affine_nearest")
+                for s in ("u8", "u16", "u32", "u64")}
+    | {f"fastreg_affine_bilinear_{s}" for s in ("u8", "f16", "bf16", "f32", "f64")},
 }
-ENTRY_NAME = re.compile(r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|bf16|f32|f64|bool|u32)")
+ENTRY_NAME = re.compile(
+    r"fastreg_[a-z0-9]+(?:_[a-z0-9]+)*_(?:f16|bf16|f32|f64|bool|u8|u16|u32|u64)"
+)
 
 KNOWN_ANSWERS = [  # Random123 tests/kat_vectors, philox4x32 10 rounds
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -553,7 +558,8 @@ def dry(monkeypatch, kernel_signatures):
 
     stub = types.ModuleType("cupy")
     for name in ("empty", "zeros", "ascontiguousarray", "asarray", "abs", "float16",
-                 "float32", "float64", "int32", "uint32", "uint64", "bool_", "intp", "uintp"):
+                 "float32", "float64", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                 "bool_", "intp", "uintp"):
         setattr(stub, name, getattr(np, name))
 
     def matmul(a, b, out=None):
@@ -717,7 +723,7 @@ def test_dry_launch_prox(dry, dtype):
         twin.sgd_update(ws[1], np.ones((3, 4), dtype), None, None, *[t(0.1)] * 4, False)
 
 
-@pytest.mark.parametrize("family", ["philox", "dropout", "prox", "dropconnect"])
+@pytest.mark.parametrize("family", ["philox", "dropout", "prox", "dropconnect", "augment"])
 def test_gpu_twin_offers_the_reference_interface(dry, family):
     import importlib
     import inspect

@@ -801,3 +801,107 @@ def test_prox_invalid_list_entry_on_device_modifies_nothing():
             call()
     for a, saved in zip(ws + bufs + ms + vs, before, strict=True):
         np.testing.assert_array_equal(_host(a), saved)
+
+
+# ------------------------------------------------------------------ augmentation (SPEC 4.5)
+def _bf16():
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _image_dtypes():
+    return [np.dtype(np.uint8), np.dtype(np.float16), _bf16(), np.dtype(np.float32),
+            np.dtype(np.float64)]
+
+
+def _images(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype) == np.uint8:
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _device(a):
+    try:
+        return cp.asarray(a)
+    except Exception:  # a CuPy without bfloat16 arrays
+        pytest.skip(f"this CuPy holds no {a.dtype} arrays")
+
+
+AUG_SHAPES = [((5, 6, 7, 3), "channels_last"), ((4, 2, 5, 6), "channels_first"),
+              ((3, 7, 5), "channels_last")]
+MOVE_OPS = {
+    "flip": lambda x, **k: fastreg.random_flip(x, horizontal=True, vertical=True, **k),
+    "translate": lambda x, **k: fastreg.random_translate(x, (2, 3), **k),
+    "cutout": lambda x, **k: fastreg.random_cutout(x, (3, 2), **k),
+    "augment": lambda x, **k: fastreg.augment(x, horizontal_flip=True, vertical_flip=True,
+                                              max_shift=2, cutout=3, **k),
+    "nearest": lambda x, **k: fastreg.random_affine(x, rotation=40, zoom=0.3, shift=0.2,
+                                                    interpolation="nearest", **k),
+}
+
+
+@pytest.mark.parametrize("op", sorted(MOVE_OPS))
+@pytest.mark.parametrize("dtype", _image_dtypes(), ids=lambda d: d.name)
+@pytest.mark.parametrize(("shape", "data_format"), AUG_SHAPES, ids=["last", "first", "rank3"])
+def test_augment_moves_bit_equal_to_numpy(op, dtype, shape, data_format):
+    x = _images(shape, dtype)
+    ids = np.array([9, 2, 2**61 - 1, 0, 7][: shape[0]], np.int64)
+    kw = dict(seed=2**64 - 5, offset=3, fill=4, data_format=data_format)
+    expected = MOVE_OPS[op](x, sample_ids=ids, backend="numpy", **kw)
+    got = MOVE_OPS[op](_device(x), sample_ids=cp.asarray(ids), backend="cupy", **kw)
+    assert isinstance(got, cp.ndarray) and got.dtype == dtype and got.shape == shape
+    np.testing.assert_array_equal(_host(got).view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("op", ["augment", "nearest"])
+def test_augment_moves_independent_of_the_launch(launch, op):
+    x = _images((3, 5, 6, 2), np.float32)
+    expected = MOVE_OPS[op](x, seed=1, backend="numpy")
+    np.testing.assert_array_equal(_host(MOVE_OPS[op](cp.asarray(x), seed=1)), expected)
+
+
+#: Bilinear blends: float32 weights and blend on both sides; the device may round a product
+#: differently only if it fused it (--fmad=false forbids it), so a few float32 ulps of the
+#: magnitude bound the difference, then one rounding to the storage type.
+BLEND_ATOL = {"uint8": 1.0, "float16": 2.0**-9, "bfloat16": 2.0**-6, "float32": 1e-5,
+              "float64": 1e-12}
+
+
+@pytest.mark.parametrize("dtype", _image_dtypes(), ids=lambda d: d.name)
+@pytest.mark.parametrize(("shape", "data_format"), AUG_SHAPES, ids=["last", "first", "rank3"])
+def test_affine_bilinear_within_the_blend_tolerance(dtype, shape, data_format):
+    x = _images(shape, dtype)
+    kw = dict(rotation=35, zoom=0.25, shift=0.15, seed=11, fill=1, data_format=data_format)
+    expected = fastreg.random_affine(x, backend="numpy", **kw)
+    got = fastreg.random_affine(_device(x), backend="cupy", **kw)
+    assert got.dtype == dtype
+    scale = float(np.abs(x.astype(np.float64)).max()) + 1.0
+    np.testing.assert_allclose(_host(got).astype(np.float64), expected.astype(np.float64),
+                               rtol=0, atol=BLEND_ATOL[dtype.name] * scale)
+
+
+def test_affine_identity_and_nan_fill_on_device():
+    x = _images((3, 4, 5, 2), np.float32)
+    same = fastreg.random_affine(cp.asarray(x), fill=float("nan"), seed=0)
+    np.testing.assert_array_equal(_host(same), x)
+    y = fastreg.random_affine(cp.asarray(x), shift=0.5, fill=float("nan"), seed=0)
+    expected = fastreg.random_affine(x, shift=0.5, fill=float("nan"), seed=0, backend="numpy")
+    np.testing.assert_allclose(_host(y), expected, rtol=0, atol=1e-5)
+    assert np.isnan(expected).any()
+
+
+def test_augment_device_rules():
+    x = cp.asarray(_images((4, 5, 5), np.float32))
+    assert fastreg.augment(x, max_shift=1, seed=0, training=False) is x
+    with pytest.raises(TypeError, match="sample_ids must be a cupy array"):
+        fastreg.augment(x, max_shift=1, seed=0, sample_ids=np.arange(4))
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        fastreg.augment(x, max_shift=1, seed=0, out=x)
+    with pytest.raises(TypeError, match="takes cupy arrays, got a numpy array for x"):
+        fastreg.augment(_images((4, 5, 5), np.float32), seed=0, backend="cupy")
+    out = cp.zeros((4, 5, 5), np.float32)
+    assert fastreg.random_cutout(x, 2, seed=0, out=out) is out
+    np.testing.assert_array_equal(_host(out), fastreg.random_cutout(_host(x), 2, seed=0,
+                                                                    backend="numpy"))

@@ -271,7 +271,8 @@ def test_report_table_and_figures(study, tmp_path):
     paths = write_outputs(study, tmp_path)
     names = sorted(p.name for p in paths)
     assert names == [
-        "learning_curves.png", "results.json", "results.txt", "weight_histograms.png"
+        "augmented_digits.png", "learning_curves.png", "results.json", "results.txt",
+        "weight_histograms.png",
     ]  # fmt: skip
     for path in paths:
         if path.suffix == ".png":
@@ -317,3 +318,24 @@ def test_bench_plot_draws_a_report(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no result"):
         plot_results({"results": []}, tmp_path / "empty.png")
+
+
+def test_augmentation_depends_on_the_image_and_epoch_not_the_batch():
+    from fastreg.study.augmentation import augment_inputs
+
+    affine = config_by_name("augment_affine")
+    x = np.random.default_rng(0).random((10, 64), dtype=np.float32)
+    ids = np.arange(100, 110)
+    a = augment_inputs(x, ids, affine, seed=1, epoch=2)
+    np.testing.assert_array_equal(augment_inputs(x[::-1], ids[::-1], affine, seed=1, epoch=2),
+                                  a[::-1])
+    assert not np.array_equal(a, augment_inputs(x, ids, affine, seed=1, epoch=3))
+    assert not np.array_equal(a, x)
+    assert a.min() >= 0.0 and a.max() <= 1.0 + 1e-6  # bilinear blends of [0, 1] and a 0 fill
+    shifted = augment_inputs(x, ids, config_by_name("augment_shift"), seed=1, epoch=0)
+    for n in range(10):  # each image is itself moved by at most one pixel, 0 filled in
+        padded = np.pad(x[n].reshape(8, 8), 1)
+        assert any(np.array_equal(shifted[n].reshape(8, 8),
+                                  padded[1 - dy : 9 - dy, 1 - dx : 9 - dx])
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    assert config_by_name("augment_dropout").hidden_dropout > 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Op families, in table order.
-FAMILIES = ("dropout", "dense", "dropconnect", "prox", "torch")
+FAMILIES = ("dropout", "dense", "dropconnect", "prox", "augment", "torch")
 #: Case modules (``cases_<name>.py``), in table order.
 MODULES = (*FAMILIES, "gpu")
 #: The array kinds a case's inputs can be (``fastreg._backends`` kinds).

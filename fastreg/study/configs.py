@@ -46,6 +46,9 @@ class Config:
     of training (dense-sparse-dense, Han et al. 2017; the sparse phase uses ``prox_sgd_``'s
     keep-mask). ``patience`` turns on early stopping on the validation loss with restore-best.
     ``lr`` overrides the scale's learning rate (max-norm is meant to allow larger steps).
+    ``augment_shift`` (pixels, an int), ``augment_rotation`` (degrees), ``augment_zoom`` and
+    ``augment_fraction`` (a shift as a fraction of the 8-pixel side) augment every training
+    minibatch with fastreg's ``random_translate`` / ``random_affine`` (study/augmentation.py).
     """
 
     name: str
@@ -60,6 +63,10 @@ class Config:
     dsd_sparsity: float = 0.0
     patience: int | None = None
     lr: float | None = None  # None: the scale's learning rate
+    augment_shift: int = 0
+    augment_rotation: float = 0.0
+    augment_zoom: float = 0.0
+    augment_fraction: float = 0.0
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that differ from the unregularized baseline."""
@@ -96,6 +103,25 @@ CONFIGS: tuple[Config, ...] = (
     ),
     Config("dsd", "dense-sparse-dense, 50% pruned in the middle third", dsd_sparsity=0.5),
     Config("early_stopping", "early stopping on val loss, patience 8", patience=8),
+    # Keras ImageDataGenerator case studies use shifts of ~0.1 of the size, rotations of ~10
+    # degrees and zooms of ~0.1; on 8x8 digits a 1-pixel shift is 0.125 of the side. No flips.
+    Config("augment_shift", "augmentation: random shift by up to 1 pixel", augment_shift=1),
+    Config(
+        "augment_affine",
+        "augmentation: rotation 10 deg, zoom 0.1, shift 0.1 (bilinear)",
+        augment_rotation=10.0,
+        augment_zoom=0.1,
+        augment_fraction=0.1,
+    ),
+    Config(
+        "augment_dropout",
+        "augmentation (as augment_affine) + dropout 0.1 / 0.3",
+        augment_rotation=10.0,
+        augment_zoom=0.1,
+        augment_fraction=0.1,
+        input_dropout=0.1,
+        hidden_dropout=0.3,
+    ),
 )
 
 

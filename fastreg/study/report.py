@@ -258,9 +258,51 @@ def plot_weight_histograms(
     return path
 
 
+def plot_augmented_digits(result: StudyResult, path: str | Path, count: int = 8) -> Path:
+    """The first ``count`` training digits, then, for each augmentation of the study (configs
+    with the same transform shown once), their augmented versions at epochs 1-3: what the
+    network was trained on."""
+    from .augmentation import SIDE, augments, example_grid
+    from .data import load_split
+
+    plt = _pyplot()
+    shown: dict[tuple[Any, ...], Any] = {}
+    for run in result.runs:
+        c = run.config
+        key = (c.augment_shift, c.augment_rotation, c.augment_zoom, c.augment_fraction)
+        if augments(c) and key not in shown:
+            shown[key] = c
+    if not shown:
+        raise ValueError("no configuration of this study augments its inputs")
+    data = load_split(result.scale.n_train, result.scale.n_val, result.seed)
+    x = data.x_train[:count]
+    epochs = 3
+    grids = [(c, example_grid(x, c, seed=result.seed, epochs=epochs)) for c in shown.values()]
+    rows = 1 + epochs * len(grids)
+    fig, axes = plt.subplots(rows, count, figsize=(0.9 * count + 1.6, 0.9 * rows + 0.6),
+                             squeeze=False)
+    labels = ["original"] + [f"{c.name}, epoch {e + 1}" for c, _ in grids for e in range(epochs)]
+    images = [grids[0][1][0]] + [g[1 + e] for _, g in grids for e in range(epochs)]
+    for r, (label, row) in enumerate(zip(labels, images, strict=True)):
+        for k in range(count):
+            ax = axes[r, k]
+            ax.imshow(row[k].reshape(SIDE, SIDE), cmap="gray_r", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Training digits and their augmented versions (fastreg.random_translate / "
+                 "random_affine)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_outputs(result: StudyResult, out_dir: str | Path, figures: bool = True) -> list[Path]:
-    """``results.txt``, ``results.json`` and (with matplotlib) ``learning_curves.png`` and
-    ``weight_histograms.png`` in ``out_dir`` (created if missing). Returns the paths written."""
+    """``results.txt``, ``results.json`` and (with matplotlib) ``learning_curves.png``,
+    ``weight_histograms.png`` and ``augmented_digits.png`` in ``out_dir`` (created if missing).
+    Returns the paths written."""
     import json
 
     out = Path(out_dir)
@@ -277,4 +319,8 @@ def write_outputs(result: StudyResult, out_dir: str | Path, figures: bool = True
         paths.append(plot_learning_curves(result, out / "learning_curves.png"))
         if any(run.config.name in ("none", "l2", "l1") for run in result.runs):
             paths.append(plot_weight_histograms(result, out / "weight_histograms.png"))
+        from .augmentation import augments
+
+        if any(augments(run.config) for run in result.runs):
+            paths.append(plot_augmented_digits(result, out / "augmented_digits.png"))
     return paths

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .augmentation import augment_inputs, augments
 from .configs import Config, Scale
 from .data import Split
 from .early_stopping import EarlyStopping
@@ -142,6 +143,8 @@ def train(
         for first in range(0, n, scale.batch_size):
             idx = perm[first : first + scale.batch_size]
             x, y = data.x_train[idx], data.y_train[idx]
+            if augments(config):
+                x = augment_inputs(x, idx, config, seed=seed, epoch=epoch, backend=backend)
             logits, cache = forward(
                 model, x, config, seed=seed, step=step, training=True, backend=backend
             )

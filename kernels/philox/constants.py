@@ -19,6 +19,8 @@ MASK32 = 0xFFFFFFFF
 SALT_DROPOUT = 0
 SALT_DROPCONNECT = 1
 SALT_GAUSSIAN = 2
+#: Per-sample augmentation parameters (SPEC §4.5): eight words per sample id.
+SALT_AUGMENT = 3
 
 #: 2**-32, the spacing of the uniform grid that Box-Muller draws from.
 TWO_POW_M32 = 2.0**-32

@@ -1,0 +1,129 @@
+"""The per-sample parameters of SPEC §4.5, derived once on the host in float64 for every backend.
+
+Sample ``n`` draws the eight words ``a_k(n) = bits(8*s + k)``, ``k = 0..7``, of the salt-3 stream
+(``s = sample_ids[n]``, or ``n``), that is the two Philox blocks ``2*s`` and ``2*s + 1``, and
+``u_k = (a_k + 0.5) * 2**-32`` in float64. The twins never draw: they take the tables built here
+(:func:`move_table` for flip/translate/cutout, :func:`affine_table` for ``random_affine``), so
+every backend moves or samples exactly the same pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..philox.constants import MASK32, SALT_AUGMENT, TWO_POW_M32
+
+__all__ = [
+    "AFFINE_COLUMNS",
+    "MOVE_COLUMNS",
+    "affine_table",
+    "compute_dtype",
+    "move_table",
+    "sample_words",
+    "uniforms",
+]
+
+#: Columns of the int64 move table, one row per sample (the CUDA kernels index them by number).
+MOVE_COLUMNS = ("vflip", "hflip", "dy", "dx", "row0", "row1", "col0", "col1")
+#: Columns of the float64 affine table: ``q = (A00*i + A01*j + b0, A10*i + A11*j + b1)``.
+AFFINE_COLUMNS = ("A00", "A01", "b0", "A10", "A11", "b1")
+
+_HALF_RANGE = 2**31
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The type bilinear blends compute in: float64 for float64, float32 for float32, the
+    16-bit storage types and uint8 (SPEC §4: 16-bit types compute in float32)."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def sample_words(
+    ids: np.ndarray | None,
+    n: int,
+    key: tuple[int, int],
+    offset: int,
+    philox: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+) -> np.ndarray:
+    """``a_k(n)`` as a uint32 ``(n, 8)`` table; ``ids`` a host integer array or None (ids
+    ``0..n-1``); ``philox(counter (m, 4), key (m, 2), rounds)`` a Philox twin's function."""
+    s = np.arange(n, dtype=np.uint64) if ids is None else ids.astype(np.uint64)
+    # bits(8s + k) is word k & 3 of block (8s + k) >> 2 = 2s + (k >> 2).
+    blocks = (2 * s[:, None] + np.arange(2, dtype=np.uint64)).reshape(-1)
+    counter = np.empty((blocks.size, 4), dtype=np.uint32)
+    counter[:, 0] = (blocks & np.uint64(MASK32)).astype(np.uint32)
+    counter[:, 1] = (blocks >> np.uint64(32)).astype(np.uint32)
+    counter[:, 2] = SALT_AUGMENT
+    counter[:, 3] = offset
+    keys = np.empty((blocks.size, 2), dtype=np.uint32)
+    keys[:] = key
+    return np.asarray(philox(counter, keys, 10)).reshape(n, 8)
+
+
+def uniforms(words: np.ndarray) -> np.ndarray:
+    """``u_k = (a_k + 0.5) * 2**-32`` in float64: in ``(0, 1)``, never 0 or 1."""
+    return (words.astype(np.float64) + 0.5) * TWO_POW_M32
+
+
+def move_table(
+    words: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    horizontal: bool,
+    vertical: bool,
+    max_shift: tuple[int, int],
+    cutout: tuple[int, int],
+) -> np.ndarray:
+    """The int64 ``(n, 8)`` table of :data:`MOVE_COLUMNS` for flip, then translate, then cutout.
+
+    ``vflip = vertical and a_1 >= 2**31``, ``hflip = horizontal and a_0 >= 2**31``;
+    ``dy = floor(u_2 * (2*my + 1)) - my``, ``dx = floor(u_3 * (2*mx + 1)) - mx``; the cutout
+    rows ``[cy - sh//2, cy - sh//2 + sh)`` with ``cy = floor(u_4 * H)`` and columns likewise with
+    ``cx = floor(u_5 * W)``, clipped to the image (empty when ``sh`` or ``sw`` is 0: no cutout).
+    """
+    u = uniforms(words)
+    (my, mx), (sh, sw) = max_shift, cutout
+    table = np.zeros((words.shape[0], 8), dtype=np.int64)
+    table[:, 0] = vertical & (words[:, 1] >= _HALF_RANGE)
+    table[:, 1] = horizontal & (words[:, 0] >= _HALF_RANGE)
+    table[:, 2] = np.floor(u[:, 2] * (2 * my + 1)).astype(np.int64) - my
+    table[:, 3] = np.floor(u[:, 3] * (2 * mx + 1)).astype(np.int64) - mx
+    if sh and sw:
+        top = np.floor(u[:, 4] * height).astype(np.int64) - sh // 2
+        left = np.floor(u[:, 5] * width).astype(np.int64) - sw // 2
+        table[:, 4] = np.clip(top, 0, height)
+        table[:, 5] = np.clip(top + sh, table[:, 4], height)
+        table[:, 6] = np.clip(left, 0, width)
+        table[:, 7] = np.clip(left + sw, table[:, 6], width)
+    return table
+
+
+def affine_table(
+    words: np.ndarray, height: int, width: int, *, rotation: float, zoom: float, shift: float
+) -> np.ndarray:
+    """The float64 ``(n, 6)`` table of :data:`AFFINE_COLUMNS`.
+
+    ``t = rotation * (2*u_6 - 1)`` degrees, ``z = 1 + zoom * (2*u_7 - 1)``,
+    ``ty = shift * H * (2*u_2 - 1)``, ``tx = shift * W * (2*u_3 - 1)``; with the centre
+    ``c = ((H-1)/2, (W-1)/2)``, ``A = R(-t) / z`` (``R(a) = [[cos a, -sin a], [sin a, cos a]]``
+    on (row, column)) and ``b = c - A @ (c + (ty, tx))``, each product and sum rounded in float64
+    in the order written.
+    """
+    u = uniforms(words)
+    t = rotation * (2.0 * u[:, 6] - 1.0)
+    z = 1.0 + zoom * (2.0 * u[:, 7] - 1.0)
+    ty = shift * height * (2.0 * u[:, 2] - 1.0)
+    tx = shift * width * (2.0 * u[:, 3] - 1.0)
+    radians = -t * (math.pi / 180.0)  # R(-t)
+    cos, sin = np.cos(radians), np.sin(radians)
+    a00, a01, a10, a11 = cos / z, -sin / z, sin / z, cos / z
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    vy, vx = cy + ty, cx + tx
+    table = np.empty((words.shape[0], 6), dtype=np.float64)
+    table[:, 0], table[:, 1], table[:, 3], table[:, 4] = a00, a01, a10, a11
+    table[:, 2] = cy - (a00 * vy + a01 * vx)
+    table[:, 5] = cx - (a10 * vy + a11 * vx)
+    return table
