@@ -9,6 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+_DESCRIPTION = (
+    "fastreg's command line: bench times fastreg against its peers, demo runs the "
+    "regularization study, info prints versions, backends, threads and the kernel cache."
+)
+
 
 def _numba_cache_location() -> str:
     """Where Numba keeps fastreg's compiled kernels (``cache=True``)."""
@@ -59,17 +64,24 @@ def info_lines() -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fastreg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fastreg", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser(
         "bench",
         help="time every benchmark case side by side with its peers and the machine's limit",
-        description="Time fastreg against its peers (NumPy, PyTorch) and the machine's limit "
-        "(a copy of the same bytes, the bare GEMM), interleaved in one run; print medians, "
-        "throughput, %% of the limit, speed-ups and the issue goals.",
+        description="Time fastreg against its peers (NumPy, PyTorch, Kornia) and the machine's "
+        "limit (a copy of the same bytes, the bare GEMM), interleaved in one run; print for each "
+        "case the median and the spread of the rounds, the throughput, the percentage of the "
+        "limit reached, the speed-up over each peer and the speed goals the project sets "
+        "itself. The table fits 80 columns; --wide prints every figure.",
     )
     bench.add_argument("--quick", action="store_true", help="quick cases only, fewer repeats")
-    bench.add_argument("--backend", default=None, help="backend to time (default: the default)")
+    bench.add_argument(
+        "--backend",
+        default=None,
+        help="backend to time: numba or numpy (the host cases) or cupy (the device cases); "
+        "default: fastreg's default backend",
+    )
     bench.add_argument(
         "--filter",
         action="append",
@@ -89,18 +101,24 @@ def _parser() -> argparse.ArgumentParser:
         "whole run's timing at 35 s)",
     )
     bench.add_argument("--json", default=None, metavar="PATH", help="write results as JSON")
+    bench.add_argument(
+        "--wide",
+        action="store_true",
+        help="one line per contender with every figure (min, quartiles, max, rounds), "
+        "wider than 80 columns",
+    )
     bench.add_argument("--list", action="store_true", help="list the selected cases and exit")
     bench.add_argument(
         "--startup",
         action="store_true",
-        help="measure `import fastreg` and the first dropout call in fresh processes instead",
+        help="measure 'import fastreg' and the first dropout call in fresh processes instead",
     )
     bench.add_argument(
         "--plot",
         default=None,
         metavar="PNG",
-        help="also draw the results (speed-up vs peers, %% of the machine limit) to PNG "
-        "(needs matplotlib)",
+        help="also draw the results (speed-up over the peers, percentage of the machine limit) "
+        "to PNG (needs matplotlib)",
     )
     commands.add_parser("info", help="versions, backends, threads and the Numba cache location")
     from .study.cli import add_arguments as add_demo_arguments
@@ -126,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .study.cli import main as demo_main
 
-        return demo_main(args)
+        return _backend_refused(args.backend, "the study trains on NumPy arrays") or demo_main(args)
     if args.startup:
         from ._bench.startup import main as startup_main
 
@@ -138,20 +156,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in select_cases(all_cases(), quick=args.quick, filters=args.filter):
             print(f"{case.family:<12} {case.name}{'' if case.quick else '  (not quick)'}")
         return 0
+    if args.plot is not None:
+        from ._bench.plot import PLOT_HINT
+
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"error: {PLOT_HINT}", file=sys.stderr)
+            return 2
     from ._bench.runner import main as bench_main
 
-    if args.plot is None:
-        return bench_main(
-            backend=args.backend,
-            quick=args.quick,
-            filters=args.filter,
-            repeats=args.repeats,
-            budget=args.budget,
-            json_path=args.json,
-        )
-    from ._bench.plot import bench_with_plot
+    return bench_main(
+        backend=args.backend,
+        quick=args.quick,
+        filters=args.filter,
+        repeats=args.repeats,
+        budget=args.budget,
+        json_path=args.json,
+        plot_path=args.plot,
+        wide=args.wide,
+    )
 
-    return bench_with_plot(bench_main, args)
+
+def _backend_refused(backend: str | None, why_host: str) -> int:
+    """2 (with the reason on stderr) when ``backend`` cannot run a host-array command, else 0."""
+    if backend is None:
+        return 0
+    from ._backends import host_backend_problem
+
+    problem = host_backend_problem(backend, why_host)
+    if problem is None:
+        return 0
+    print(f"error: {problem}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The backend registry, the resolution rules of SPEC §2, and ``use_backend``.
+"""The backend registry, the resolution rules of docs/backends.md, and ``use_backend``.
 
 A backend is a name in ``_REGISTRY``; each op family has one twin module per backend under
 ``fastreg._kernels.<family>`` (``ref_numpy``, ``cpu_numba``, ``gpu_cupy``), imported lazily so that
@@ -130,7 +130,7 @@ def array_kind(array: Any) -> str:
 
 
 def _configured() -> tuple[str, str] | None:
-    """The configured backend and where it came from, first match wins (SPEC §2)."""
+    """The configured backend and where it came from, first match wins (docs/backends.md)."""
     if (name := _context_backend.get()) is not None:
         return name, "use_backend"
     if _global_backend is not None:
@@ -216,6 +216,23 @@ def twin(family: str, name: str) -> ModuleType:
 def backend_array_kind(name: str) -> str:
     """``"numpy"`` or ``"cupy"``: the kind of array backend ``name`` takes (imports nothing)."""
     return _REGISTRY[_check_name(name)].array_kind
+
+
+def host_backend_problem(name: str, why_host: str) -> str | None:
+    """Why a command that computes on NumPy arrays (``bench``, ``demo``) cannot use backend
+    ``name``, or None when it can: unknown, not available here, or a device backend
+    (``why_host`` says why host arrays only)."""
+    if name not in _REGISTRY:
+        return f"backend {name!r} is unknown; the backends are {', '.join(_REGISTRY)}"
+    if not _is_available(name):
+        available = ", ".join(available_backends())
+        return (
+            f"backend {name!r} is not available here (available: {available}); install it "
+            f"with: {_REGISTRY[name].install_hint}"
+        )
+    if _REGISTRY[name].array_kind != "numpy":
+        return f"backend {name!r} computes on device arrays, and {why_host}"
+    return None
 
 
 def array_module(name: str) -> ModuleType:

@@ -1,4 +1,4 @@
-"""Every argument check and error message of fastreg (SPEC §5), in one place.
+"""Every argument check and error message of fastreg (docs/contract/errors.md), in one place.
 
 Checks raise ``ValueError`` for bad values and ``TypeError`` for bad types; every message names the
 argument, what was expected and what was given. Nothing here writes to an array, so an op that
@@ -46,6 +46,7 @@ __all__ = [
     "check_size_pair",
     "check_update_arrays",
     "check_writeable",
+    "not_an_array",
 ]
 
 _TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.exceptions is NumPy >= 1.25
@@ -161,13 +162,31 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, np.ndarray) or array_kind(x) == "cupy"
 
 
+def not_an_array(x: Any, name: str) -> TypeError:
+    """The error for a non-array ``x``: what was expected, what was given, and the way out
+    (``numpy.asarray`` for scalars and lists, ``fastreg.torch`` for PyTorch tensors)."""
+    kind = type(x)
+    if kind.__module__.split(".")[0] == "torch":
+        return TypeError(
+            f"{name} must be a NumPy or CuPy array, got a PyTorch tensor ({kind.__name__}); "
+            "for tensors use fastreg.torch (its layers, optimizers and functional ops take "
+            "and return tensors, with autograd)"
+        )
+    if isinstance(x, np.generic):
+        return TypeError(
+            f"{name} must be a NumPy or CuPy array, got a NumPy scalar of type "
+            f"numpy.{kind.__name__}, not an array (wrap it with numpy.asarray for a 0-d array)"
+        )
+    return TypeError(
+        f"{name} must be a NumPy or CuPy array, got {kind.__name__} "
+        "(convert with numpy.asarray first)"
+    )
+
+
 def check_array(x: Any, name: str, *, ndim_min: int = 0, ndim: int | None = None) -> Any:
     """``x`` as a floating array: float32/float64 (float16 and bfloat16 too for CuPy arrays)."""
     if not _is_array(x):
-        raise TypeError(
-            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
-            f"(convert with numpy.asarray first)"
-        )
+        raise not_an_array(x, name)
     allowed = _GPU_DTYPES if array_kind(x) == "cupy" else _CPU_DTYPES
     if x.dtype not in allowed:
         names = ", ".join(str(d) for d in allowed)
@@ -299,8 +318,8 @@ def _overlap(a: Any, b: Any) -> bool:
 
 def check_no_overlap(written: Sequence[tuple[str, Any]], read: Sequence[tuple[str, Any]]) -> None:
     """No array of ``written`` (updated in place) overlaps another array of ``written`` or
-    ``read`` in memory unless the two are the same array (SPEC §5): a partial overlap would make
-    the result depend on the order in which a backend visits the elements."""
+    ``read`` in memory unless the two are the same array (docs/contract/errors.md): a partial
+    overlap would make the result depend on the order in which a backend visits the elements."""
     for i, (name, a) in enumerate(written):
         for other, b in (*written[i + 1 :], *read):
             if a is None or b is None or a is b:
@@ -414,6 +433,8 @@ def check_update_arrays(
         and (mask is None or (type(mask) is np.ndarray and mask.dtype == np.bool_
                               and mask.shape == w.shape))
     ):
+        if not _maybe_overlapping(w, inputs, states, mask):
+            return
         _check_update_overlap(index, w, inputs, states, mask)
         return
     w_name = _entry("w", index)
@@ -434,7 +455,26 @@ def check_update_arrays(
     _check_update_overlap(index, w, inputs, states, mask)
 
 
-# ---------------------------------------------------------------------- images (SPEC §4.5)
+def _maybe_overlapping(
+    w: Any, inputs: tuple[tuple[str, Any], ...], states: tuple[tuple[str, Any], ...], mask: Any
+) -> bool:
+    """Whether any written array of a NumPy tensor may share memory with another of its arrays
+    (not counting an array with itself): the fast path's screen, ~0.1 us per pair of owning
+    arrays and ~0.4 us per pair of views (torch parameters), against ~6 us per tensor for the
+    full check it defers to."""
+    written = (w, *(a for _, a in states))
+    read = (*(a for _, a in inputs), mask)
+    share = np.may_share_memory
+    for i, a in enumerate(written):
+        for b in (*written[i + 1 :], *read):
+            if b is None or a is b or (a.base is None and b.base is None):
+                continue
+            if share(a, b):
+                return True
+    return False
+
+
+# ---------------------------------------------------- images (docs/contract/ops.md)
 #: The dtypes of an image batch, by name (bfloat16 is ml_dtypes'; matching names keeps ml_dtypes
 #: unimported until an array of that dtype exists).
 IMAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "uint8")

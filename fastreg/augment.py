@@ -1,4 +1,5 @@
-"""Batch image augmentation (SPEC §4.5): flips, translations, cutout, their fusion, affine warps.
+"""Batch image augmentation (docs/contract/ops.md): flips, translations, cutout, their fusion,
+affine warps.
 
 Each sample's transform depends only on ``(seed, offset, its id)``: sample ``n`` draws the eight
 words ``a_k(n) = bits(8*s + k)`` of the salt-3 stream with ``s = sample_ids[n]`` (or ``n``), and
@@ -117,7 +118,7 @@ _COMMON_DOC = """seed : int in [0, 2**64); offset : int in [0, 2**32), the call 
     training : bool; when False x itself is returned (copied into out if given), after
         every argument is validated
     out : array of x's shape, dtype and kind, not overlapping x, optional
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2"""
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md"""
 
 
 def _doc(function: Callable) -> Callable:

@@ -1,4 +1,5 @@
-"""Fused dense + activation + dropout (SPEC §4.2): one GEMM and one epilogue pass, no stored mask.
+"""Fused dense + activation + dropout: one GEMM and one epilogue pass, no stored mask
+(docs/contract/ops.md).
 
 Element ``(r, c)`` of the output, with ``r`` the row of the flattened batch, has the logical flat
 index ``r*N + c`` in the salt-0 stream, so the mask equals ``dropout_mask(y.shape, p, seed=seed,
@@ -43,8 +44,9 @@ def dense_dropout(
     """Fused layer: ``y = where(keep, act(x @ W + b) / (1 - p), +0.0)``, ``z = x @ W + b``.
 
     ``keep[i] = bits(i) >= min(floor(p * 2**32), 2**32 - 1)`` with ``i = r*N + c`` the row-major
-    flat index of ``y`` (SPEC §3), so ``y == dropout(act(x @ W + b), p, seed=seed,
-    offset=offset)`` up to GEMM rounding. ``act`` is ``identity``, ``relu`` (``max(z, 0)``, NaN
+    flat index of ``y`` (docs/contract/random-stream.md), so
+    ``y == dropout(act(x @ W + b), p, seed=seed, offset=offset)`` up to GEMM rounding. ``act``
+    is ``identity``, ``relu`` (``max(z, 0)``, NaN
     kept), ``tanh``, ``sigmoid`` (``1/(1+exp(-z))``) or ``gelu`` (``z * Phi(z)``, erf form).
     ``training=False`` gives ``act(x @ W + b)``; ``p == 1`` gives zeros.
 
@@ -58,7 +60,7 @@ def dense_dropout(
     activation : "identity", "relu", "tanh", "sigmoid" or "gelu"
     training : bool; when False no dropout is applied
     return_preact : bool; also return ``z`` (needed by the backward of gelu)
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------

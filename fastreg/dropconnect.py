@@ -1,4 +1,5 @@
-"""DropConnect (SPEC §4.3): masks on the weights, per batch or per example, never materialized.
+"""DropConnect: masks on the weights, per batch or per example, never materialized
+(docs/contract/ops.md).
 
 Masks come from the salt-1 stream of :mod:`fastreg.random`: weight ``(k, n)`` is kept iff
 ``bits(i) >= threshold`` with ``i = k*N + n`` per batch (one mask of ``W``'s shape for the call) or
@@ -77,8 +78,9 @@ def dropconnect(
 ) -> Any:
     """DropConnect layer: ``y = x @ (W * M / (1 - p)) + b``, the mask ``M`` on the weights.
 
-    ``M[k, n] = bits(i) >= min(floor(p * 2**32), 2**32 - 1)`` on the salt-1 stream (SPEC §3) with
-    ``i = k*N + n`` per batch, or, per example, example ``e`` of the flattened batch uses
+    ``M[k, n] = bits(i) >= min(floor(p * 2**32), 2**32 - 1)`` on the salt-1 stream
+    (docs/contract/random-stream.md) with ``i = k*N + n`` per batch, or, per example, example
+    ``e`` of the flattened batch uses
     ``M_e[k, n]`` with ``i = e*K*N + k*N + n``: ``y[e] = x[e] @ (W * M_e / (1 - p)) + b``. Dropped
     weights are exactly ``+0.0`` (a select). The bias is not masked. ``training=False`` or
     ``p == 0`` gives the mean network ``x @ W + b``; ``p == 1`` gives ``b`` (zeros without bias).
@@ -93,7 +95,7 @@ def dropconnect(
     seed : int in [0, 2**64); offset : int in [0, 2**32), the call index
     per_example : bool; False: one mask for the call; True: one mask per example (Wan et al.)
     training : bool; when False no mask is applied
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -230,7 +232,7 @@ def dropconnect_moments(
     ----------
     x : float32/float64 array (..., K); W : array (K, N); b : array (N,), optional
     p : float in [0, 1]
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -294,8 +296,9 @@ def dropconnect_inference(
     closed form (``samples=None``) for ``"relu"``: ``mu * Phi(mu / sigma) + sigma * phi(mu /
     sigma)`` (``relu(mu)`` where ``sigma == 0``), and ``mu`` for ``"identity"``; with ``samples=S``
     the average ``(1/S) * sum_s act(mu + sigma * z[s])`` with ``z`` the standard normals of the
-    salt-2 stream (SPEC §3) of logical shape ``(S, ..., N)`` at ``(seed, offset)``, drawn at once
-    (memory ``S`` times the output's). It tracks the average of ``act`` over
+    salt-2 stream (docs/contract/random-stream.md) of logical shape ``(S, ..., N)`` at
+    ``(seed, offset)``, drawn at once (memory ``S`` times the output's). It tracks the average
+    of ``act`` over
     sampled masks better than the mean network ``act(x @ W + b)``, which ignores the variance.
 
     Parameters
@@ -305,7 +308,7 @@ def dropconnect_inference(
     activation : "identity", "relu", "tanh" or "sigmoid" (the last two need ``samples``)
     samples : int >= 1, optional; None uses the closed form
     seed : int in [0, 2**64); offset : int in [0, 2**32); used only with ``samples``
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------

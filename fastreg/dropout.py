@@ -1,4 +1,4 @@
-"""The dropout family (SPEC §4.1): inverted dropout, its backward, masks, Gaussian noise.
+"""The dropout family (docs/contract/ops.md): inverted dropout, its backward, masks, Gaussian noise.
 
 No mask is ever stored: element ``i`` (row-major flat index over the logical mask shape) is kept iff
 ``bits(i) >= threshold`` on the salt-0 stream of :mod:`fastreg.random`, so the backward pass and
@@ -77,8 +77,9 @@ def dropout(
     """Inverted dropout: ``y[i] = x[i] / (1 - p)`` if ``bits(i) >= threshold`` else ``+0.0``.
 
     ``threshold = min(floor(p * 2**32), 2**32 - 1)`` and ``bits`` is the salt-0 Philox stream
-    (SPEC §3). Dropped outputs are exactly ``+0.0`` even where ``x`` is NaN or Inf (a select,
-    not a multiply). ``p == 1`` drops everything; ``p == 0`` or ``training=False`` returns ``x``
+    (docs/contract/random-stream.md). Dropped outputs are exactly ``+0.0`` even where ``x`` is
+    NaN or Inf (a select, not a multiply). ``p == 1`` drops everything; ``p == 0`` or
+    ``training=False`` returns ``x``
     itself (copied into ``out`` when given), like ``torch.nn.functional.dropout``'s identity.
 
     Parameters
@@ -91,7 +92,7 @@ def dropout(
         ``x``, each 1, None (x's size) or x's size; ``(batch, 1)`` drops whole rows. The mask index
         is the flat index in ``noise_shape``.
     out : array of x's shape and dtype, optional (may be ``x`` itself for in-place dropout)
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -109,7 +110,8 @@ def dropout(
     >>> sorted(set(y.tolist())) <= [0.0, 2.0]
     True
     """
-    # p is validated even where training=False makes it unused (SPEC §5: every argument).
+    # p is validated even where training=False makes it unused (docs/contract/errors.md: every
+    # argument).
     p = check_probability(p)
     if not check_bool(training, "training") or p == 0.0:
         check_array(x, "x")
@@ -213,8 +215,8 @@ def gaussian_noise(
 ) -> Any:
     """Additive Gaussian noise: ``y[i] = x[i] + stddev * n(i)`` (Keras ``GaussianNoise``).
 
-    ``n(i)`` is the salt-2 Box-Muller stream of SPEC §3, computed in float64 on the CPU and cast
-    once. ``training=False`` returns ``x`` itself.
+    ``n(i)`` is the salt-2 Box-Muller stream of docs/contract/random-stream.md, computed in
+    float64 on the CPU and cast once. ``training=False`` returns ``x`` itself.
 
     Parameters
     ----------

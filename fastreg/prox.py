@@ -1,4 +1,5 @@
-"""Proximal weight updates (SPEC §4.4): L1, L2, elastic net, group lasso and max-norm, in place.
+"""Proximal weight updates: L1, L2, elastic net, group lasso and max-norm, in place
+(docs/contract/ops.md).
 
 Penalty convention (Keras): ``R(w) = l1 * sum|w| + l2 * sum w**2``. With the soft threshold
 ``S(v, t) = sign(v) * max(|v| - t, 0)`` the proximal step of ``lr * R`` is
@@ -38,7 +39,7 @@ __all__ = ["max_norm_", "penalty", "prox_adam_", "prox_group_lasso_", "prox_sgd_
 
 _Staged = list[tuple[Any, Any]]
 
-#: Where :func:`prox_adam_` takes the L1/L2 prox (SPEC §4.4).
+#: Where :func:`prox_adam_` takes the L1/L2 prox (docs/contract/ops.md).
 PENALTY_METRICS = ("decoupled", "adam")
 
 
@@ -149,7 +150,7 @@ def prox_sgd_(
     buf : momentum state, array of w's shape and dtype (zeros before the first step), updated in
         place; required when ``momentum > 0``, untouched when ``momentum == 0``
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -252,7 +253,7 @@ def prox_adam_(
     beta1, beta2 : floats in [0, 1)
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
     penalty_metric : "decoupled" (default) or "adam", where the L1/L2 prox is taken
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -371,7 +372,7 @@ def prox_group_lasso_(
     w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
     t : finite float >= 0, the threshold (``lr * lambda`` for a step of size lr)
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -408,7 +409,7 @@ def max_norm_(
     w : float32/float64 array (float16 too on cupy), or a list of arrays; updated in place
     max_norm : finite float >= 0
     axis : int, tuple of ints, or None (the whole array is one group); default 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------
@@ -440,7 +441,7 @@ def penalty(w: Any, l1: float = 0.0, l2: float = 0.0, *, backend: str | None = N
     ----------
     w : float32/float64 array (float16 too on cupy) of any shape and layout, or a list of arrays
     l1, l2 : finite floats >= 0
-    backend : "numpy", "numba" or "cupy"; default per SPEC §2
+    backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
     -------

@@ -1,4 +1,5 @@
-"""PyTorch front end of batch augmentation (SPEC §4.5): ``RandomAugment`` and ``AugmentBatch``.
+"""PyTorch front end of batch augmentation (docs/contract/ops.md): ``RandomAugment`` and
+``AugmentBatch``.
 
 ``RandomAugment`` is an ``nn.Module`` for batches already on their device (in the model or the
 training loop); ``AugmentBatch`` is a picklable ``collate_fn`` that augments whole batches inside
@@ -11,7 +12,7 @@ stream. Augmentation transforms data: the result carries no gradient.
 
 Streams. A call with call index ``c`` runs ``random_affine`` at offset ``2*c + 1`` and ``augment``
 at offset ``2*c``, so the shift of one never reuses the translation words of the other
-(SPEC §4.5: both read ``u_2, u_3``).
+(docs/contract/ops.md: both read ``u_2, u_3``).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _draw_seed() -> int:
 class RandomAugment(nn.Module):
     """Random rotation/zoom/shift, flips, integer shift and cutout of an image batch.
 
-    Training: ``y = augment(random_affine(x))`` (SPEC §4.5) at the layer's seed, with
+    Training: ``y = augment(random_affine(x))`` (docs/contract/ops.md) at the layer's seed, with
     ``random_affine`` at offset ``2*c + 1`` and ``augment`` at offset ``2*c`` for call index
     ``c``; then ``c`` advances by one (mod 2**31). Eval mode: ``y = x``. Each sample's transform
     depends only on ``(seed, c, its id)``: pass ``sample_ids`` (dataset indices) to make it

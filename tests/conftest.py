@@ -17,7 +17,7 @@ if settings is not None:
     # about two minutes on the 2-core machine, the same examples every run (derandomize);
     # `pytest --hypothesis-profile=long` draws new, many more examples for a deeper local run.
     _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    settings.register_profile("ci", max_examples=25, derandomize=True, print_blob=True, **_common)
+    settings.register_profile("ci", max_examples=50, derandomize=True, print_blob=True, **_common)
     settings.register_profile("long", max_examples=2000, print_blob=True, **_common)
     settings.load_profile("ci")
 

@@ -1,7 +1,8 @@
-"""Batch image augmentation (SPEC §4.5) on every CPU backend, against oracles written here from
-the SPEC's formulas and the raw salt-3 stream (``fastreg.random_bits``), never against the
-kernels' own tables: np.flip for flips, np.pad + crop for translations, a slice for cutout, and
-a per-pixel float64 loop (and scipy.ndimage when installed) for affine warps."""
+"""Batch image augmentation (docs/contract/ops.md) on every CPU backend, against oracles written
+here from the formulas of docs/contract/ops.md and the raw salt-3 stream
+(``fastreg.random_bits``), never against the kernels' own tables: np.flip for flips, np.pad +
+crop for translations, a slice for cutout, and a per-pixel float64 loop (and scipy.ndimage when
+installed) for affine warps."""
 
 from __future__ import annotations
 
@@ -240,7 +241,7 @@ def test_empty_batches(backend):
 # -------------------------------------------------------------------------- affine
 def affine_oracle(x, ids, rotation, zoom, shift, fill, interpolation, seed=SEED,
                   offset=OFFSET):
-    """A per-pixel float64 loop written from SPEC §4.5 (channels_last or rank 3)."""
+    """A per-pixel float64 loop written from docs/contract/ops.md (channels_last or rank 3)."""
     x4 = x if x.ndim == 4 else x[..., None]
     n_, h, w, ch = x4.shape
     uu = u(ids, seed=seed, offset=offset)
@@ -328,7 +329,7 @@ def test_bilinear_matches_scipy_map_coordinates(backend):
         b = c - m @ (c + [ty, tx])
         ii, jj = np.meshgrid(np.arange(13), np.arange(10), indexing="ij")
         q = np.einsum("ab,bij->aij", m, np.stack([ii, jj])) + b[:, None, None]
-        # scipy's constant mode blends with cval outside, like the SPEC's fill
+        # scipy's constant mode blends with cval outside, like the contract's fill
         expected = ndimage.map_coordinates(x[n], q, order=1, mode="constant", cval=0.0)
         inner = (q[0] > 0) & (q[0] < 12) & (q[1] > 0) & (q[1] < 9)
         np.testing.assert_allclose(y[n][inner], expected[inner], rtol=0, atol=1e-10)

@@ -1,4 +1,4 @@
-"""Backend registry and resolution order (SPEC §2), and the package layout rules."""
+"""Backend registry and resolution order (docs/backends.md), and the package layout rules."""
 
 from __future__ import annotations
 
@@ -156,3 +156,26 @@ def test_twins_have_the_same_functions_and_signatures():
             )
             checked += 1
     assert checked >= 2
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (np.float32(1.0), ("must be a NumPy or CuPy array", "NumPy scalar", "numpy.asarray")),
+        ([1.0, 2.0], ("must be a NumPy or CuPy array", "got list", "numpy.asarray")),
+    ],
+)
+def test_a_non_array_is_told_an_array_was_expected(value, words):
+    with pytest.raises(TypeError) as error:
+        fastreg.dropout(value, 0.5, seed=1)
+    message = str(error.value)
+    assert message.startswith("x must be") and all(word in message for word in words)
+    assert "got float32" not in message
+
+
+def test_a_torch_tensor_given_to_the_numpy_api_is_pointed_to_fastreg_torch():
+    torch = pytest.importorskip("torch")
+    w = torch.zeros(4)
+    with pytest.raises(TypeError, match=r"w must be a NumPy or CuPy array.*fastreg\.torch"):
+        fastreg.prox_sgd_(w, torch.ones(4), lr=0.1)
+    assert torch.count_nonzero(w) == 0

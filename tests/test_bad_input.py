@@ -1,4 +1,5 @@
-"""The bad-input table (SPEC §5): every public function of fastreg, every argument, bad values.
+"""The bad-input table (docs/contract/errors.md): every public function of fastreg, every
+argument, bad values.
 
 For each function a valid call is listed once; each argument is then replaced by the bad values
 of its kind (wrong types, NaN/inf/huge numbers, out-of-range ints, wrong shapes and dtypes,
@@ -73,14 +74,40 @@ VALID: dict[str, tuple[Callable[[], dict[str, Any]], tuple[str, ...]]] = {
                                 key=np.zeros(2, np.uint32), rounds=10), ()),
 }
 
+
+def _images(out=True):
+    kw = dict(x=_a(2, 5, 6, 3), seed=1, offset=0, fill=0.0, data_format="channels_last",
+              sample_ids=np.arange(2), training=True)
+    if out:
+        kw["out"] = np.zeros((2, 5, 6, 3))
+    return kw
+
+
+#: The image ops of docs/contract/ops.md (augment.py), each with out= written.
+VALID.update({
+    "random_flip": (lambda: dict(_images(), horizontal=True, vertical=True), ("out",)),
+    "random_translate": (lambda: dict(_images(), max_shift=(1, 2)), ("out",)),
+    "random_cutout": (lambda: dict(_images(), size=2), ("out",)),
+    "augment": (lambda: dict(_images(), horizontal_flip=True, vertical_flip=False, max_shift=1,
+                             cutout=2), ("out",)),
+    "random_affine": (lambda: dict(_images(), rotation=10.0, zoom=0.1, shift=0.1,
+                                   interpolation="bilinear"), ("out",)),
+})
+IMAGE_OPS = ("random_flip", "random_translate", "random_cutout", "augment", "random_affine")
+
 #: Real hyper-parameters: the upper bound they must stay within (None: finite, >= 0 only).
 REALS = {"p": 1.0, "stddev": None, "lr": None, "l1": None, "l2": None, "momentum": None,
          "beta1": 1.0, "beta2": 1.0, "eps": None, "weight_decay": None, "t": None,
-         "max_norm": None}
+         "max_norm": None, "zoom": 1.0, "shift": None}
+#: Sizes in pixels: ints (floats raise TypeError, even 2.0) at least this large.
+SIZES = {"max_shift": 0, "cutout": 0, "size": 1}
+CHOICES = {"activation": "swish", "data_format": "channels_middle", "interpolation": "cubic"}
 INTS = {"seed": 2**64, "offset": 2**32, "salt": 2**32}
-BOOLS = {"training", "per_example", "nesterov", "return_preact"}
+BOOLS = {"training", "per_example", "nesterov", "return_preact", "horizontal", "vertical",
+         "horizontal_flip", "vertical_flip"}
 FLOAT_ARRAYS = {"x", "dy", "W", "b", "y", "z", "w", "grad", "m", "v", "buf", "out"}
-OPTIONAL = {"b", "z", "out", "noise_shape", "mask", "samples", "axis", "backend"}
+OPTIONAL = {"b", "z", "out", "noise_shape", "mask", "samples", "axis", "backend",
+            "sample_ids"}
 #: Cases that are a mismatch between two arrays: the message may name either of them.
 MISMATCH = {"other float dtype", "wrong shape"}
 
@@ -89,7 +116,7 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
     """``(label, value, error)`` for argument ``name`` whose valid value is ``valid``;
     ``paired`` when the call has other float arrays its shape and dtype must agree with."""
     cases: list[tuple[str, Any, type[Exception]]] = []
-    if name == "buf":  # SPEC §4.4: momentum > 0 requires buf (the valid call has 0.9)
+    if name == "buf":  # docs/contract/ops.md: momentum > 0 requires buf (the valid call has 0.9)
         cases.append(("None", None, ValueError))
     elif name not in OPTIONAL:
         cases.append(("None", None, TypeError))
@@ -111,8 +138,27 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
                   ("below range", low, ValueError)]
     elif name in BOOLS:
         cases += [("int", 1, TypeError), ("str", "yes", TypeError)]
-    elif name == "activation":
-        cases += [("unknown", "swish", ValueError), ("int", 3, TypeError)]
+    elif name in CHOICES:
+        cases += [("unknown", CHOICES[name], ValueError), ("int", 3, TypeError)]
+    elif name == "rotation":  # any finite number of degrees, negative included
+        cases += [("str", "10", TypeError), ("bool", True, TypeError),
+                  ("nan", math.nan, ValueError), ("inf", math.inf, ValueError),
+                  ("huge int", 10**400, ValueError)]
+    elif name == "fill":  # NaN and infinities are fills of float images
+        cases += [("str", "0", TypeError), ("bool", True, TypeError), ("complex", 1j, TypeError),
+                  ("huge int", 10**400, ValueError)]
+    elif name in SIZES:
+        cases += [("float", 2.0, TypeError), ("str", "2", TypeError), ("bool", True, TypeError),
+                  ("below range", SIZES[name] - 1, ValueError),
+                  ("pair below range", (1, SIZES[name] - 1), ValueError),
+                  ("triple", (1, 1, 1), ValueError)]
+    elif name == "sample_ids":
+        cases += [("float ids", valid.astype(np.float64), TypeError),
+                  ("bool ids", valid.astype(bool), TypeError),
+                  ("list", valid.tolist(), TypeError),
+                  ("wrong length", np.arange(3), ValueError),
+                  ("negative", valid - 5, ValueError),
+                  ("too large", valid + 2**61, ValueError)]
     elif name in ("shape", "noise_shape"):
         cases += [("float entry", (3.0, 5), TypeError), ("str", "35", TypeError)]
         cases.append(("negative", (-3, 5), ValueError) if name == "shape"
@@ -232,3 +278,10 @@ def test_overlapping_in_place_arrays(backend, fn_name, arg, other):
     kwargs[other] = buffer[:-1].reshape(b.shape)
     holder = {"buffer": buffer, **{k: v for k, v in kwargs.items() if k not in (arg, other)}}
     _expect(fn_name, kwargs, ValueError, (arg,), backend, snapshot_of=holder)
+
+
+@pytest.mark.parametrize("fn_name", IMAGE_OPS)
+def test_image_out_overlapping_x(backend, fn_name):
+    kwargs = VALID[fn_name][0]()
+    kwargs["out"] = kwargs["x"]  # the op reads pixels of x after writing others
+    _expect(fn_name, kwargs, ValueError, ("out",), backend)

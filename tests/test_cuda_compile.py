@@ -5,7 +5,7 @@
    loader's options; where CuPy's NVRTC is importable, with NVRTC too (no system headers there).
 2. The shared ``__host__ __device__`` functions (Philox, the keep rule, the select-and-scale and
    Box-Muller, and the per-work-item bodies of the kernels) are compiled into a host library with
-   nvcc and compared with the NumPy stream and with the SPEC formulas.
+   nvcc and compared with the NumPy stream and with the formulas of docs/contract/.
 
 Skips cleanly when nvcc is missing.
 """
@@ -304,7 +304,8 @@ def test_host_philox_matches_numpy_for_random_counters(host, rounds):
 
 
 def _bits_by_the_spec(index, k0, k1, salt, offset):
-    """bits(i) of SPEC §3.3 built from the NumPy round function: counter (lo, hi, salt, offset)."""
+    """bits(i) of docs/contract/random-stream.md built from the NumPy round function: counter
+    (lo, hi, salt, offset)."""
     index = np.asarray(index, np.uint64)
     block = index >> np.uint64(2)
     counter = np.stack(

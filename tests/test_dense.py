@@ -1,4 +1,5 @@
-"""Fused dense + activation + dropout (SPEC §4.2) against PyTorch autograd on explicit masks."""
+"""Fused dense + activation + dropout (docs/contract/ops.md) against PyTorch autograd on explicit
+masks."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def assert_close(got, want, dtype):
 
 
 def explicit_keep(shape, p, seed, offset):
-    """The keep-mask from the raw stream and SPEC §3.4's threshold, checked against
-    ``dropout_mask``."""
+    """The keep-mask from the raw stream and the threshold of docs/contract/random-stream.md,
+    checked against ``dropout_mask``."""
     bits = fastreg.random_bits(shape, seed=seed, offset=offset, backend="numpy")
     keep = bits.astype(np.uint64) >= min(math.floor(p * 2**32), 2**32 - 1) if p < 1 else bits < 0
     assert np.array_equal(keep, fastreg.dropout_mask(shape, p, seed=seed, offset=offset))

@@ -1,7 +1,9 @@
-"""DropConnect (SPEC §4.3) against PyTorch autograd in float64 with masks built from the stream.
+"""DropConnect (docs/contract/ops.md) against PyTorch autograd in float64 with masks built from
+the stream.
 
-The oracle masks come from ``fastreg.random_bits(..., salt=1)`` and the SPEC's threshold formula,
-applied to ``W`` explicitly (a ``(K, N)`` mask per batch, a ``(B, K, N)`` one per example) and
+The oracle masks come from ``fastreg.random_bits(..., salt=1)`` and the threshold formula of
+docs/contract/random-stream.md, applied to ``W`` explicitly (a ``(K, N)`` mask per batch, a
+``(B, K, N)`` one per example) and
 differentiated by PyTorch; fastreg's kernels never build either.
 """
 
@@ -316,7 +318,7 @@ def test_sampled_inference_other_activations(backend, activation):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bad input (SPEC §5)
+# Bad input (docs/contract/errors.md)
 
 X, Wt, B_, DY = _inputs((3,), 4, 5, np.float64)
 

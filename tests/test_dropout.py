@@ -1,4 +1,5 @@
-"""The dropout family (SPEC §4.1) on every CPU backend, against oracles built from the stream."""
+"""The dropout family (docs/contract/ops.md) on every CPU backend, against oracles built from
+the stream."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ SHAPES = [(1,), (7,), (3, 5), (2, 3, 5), (64, 33)]
 
 
 def explicit_mask(shape, p, seed, offset=0):
-    """The keep mask written from SPEC §3.3-3.4 with the raw bits: an oracle for every op."""
+    """The keep mask written from docs/contract/random-stream.md with the raw bits: an oracle for
+    every op."""
     if p == 1.0:
         return np.zeros(shape, bool)
     bits = fastreg.random_bits(shape, seed=seed, offset=offset, backend="numpy")

@@ -1,8 +1,8 @@
 """Regression tests for the fuzzing findings of issue 16, one per finding, on every CPU backend.
 
 Oracles are independent of the code under test: ``fastreg.random_bits`` (held to Random123's
-known answers) for masks, ``math.hypot`` for norms, and SPEC's formulas evaluated in float64
-with the reference normals.
+known answers) for masks, ``math.hypot`` for norms, and the formulas of docs/contract/
+evaluated in float64 with the reference normals.
 """
 
 from __future__ import annotations

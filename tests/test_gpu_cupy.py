@@ -803,7 +803,7 @@ def test_prox_invalid_list_entry_on_device_modifies_nothing():
         np.testing.assert_array_equal(_host(a), saved)
 
 
-# ------------------------------------------------------------------ augmentation (SPEC 4.5)
+# ---------------------------------------------- augmentation (docs/contract/ops.md)
 def _bf16():
     import ml_dtypes
 

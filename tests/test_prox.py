@@ -1,5 +1,6 @@
-"""Proximal updates (SPEC §4.4): scalar references, soft-threshold optimality, scikit-learn's
-ElasticNet, PyTorch's SGD/AdamW, NumPy norms for groups; lists, layouts and bad input."""
+"""Proximal updates (docs/contract/ops.md): scalar references, soft-threshold optimality,
+scikit-learn's ElasticNet, PyTorch's SGD/AdamW, NumPy norms for groups; lists, layouts and bad
+input."""
 
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def test_prox_adam_matches_scalar_reference(backend, dtype, metric):
     V = b2 * V + (1 - b2) * G * G
     psi = np.sqrt(V / (1 - b2**step)) + eps
     z = W - lr * (M / (1 - b1**step)) / psi - lr * wd * W
-    scale = 1 / psi if metric == "adam" else np.ones_like(psi)  # SPEC 4.4
+    scale = 1 / psi if metric == "adam" else np.ones_like(psi)  # docs/contract/ops.md
     thr = lr * l1 * scale
     expected = np.array([_soft_ref(zi, ti) for zi, ti in zip(z, thr, strict=True)])
     expected = np.where(keep, expected / (1 + 2 * lr * l2 * scale), 0.0)
@@ -215,7 +216,7 @@ def test_prox_adam_matches_scalar_reference(backend, dtype, metric):
 def test_prox_adam_decoupled_default_keeps_unused_coordinates(backend):
     """A coordinate whose gradient is always zero has psi = eps: in the Adam metric its L1
     threshold lr*l1/eps = 1.0 zeroes it in one step; the default (decoupled) shrinks it by
-    lr*l1 = 1e-8 only (SPEC 4.4)."""
+    lr*l1 = 1e-8 only (docs/contract/ops.md)."""
     kw = dict(step=1, lr=1e-3, l1=1e-5, eps=1e-8, backend=backend)
     w, m, v = np.full(4, 0.5), np.zeros(4), np.zeros(4)
     prox_adam_(w, np.zeros(4), m, v, **kw)

@@ -1,4 +1,5 @@
-"""The random stream of SPEC §3: known answers, the golden stream, and backend agreement."""
+"""The random stream of docs/contract/random-stream.md: known answers, the golden stream, and
+backend agreement."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def test_philox_fewer_rounds_differ_and_zero_rounds_is_identity(backend):
 
 
 def _philox_by_the_book(counter, key):
-    """Philox4x32-10 written from SPEC §3.1 with Python ints: an independent oracle."""
+    """Philox4x32-10 written from docs/contract/random-stream.md with Python ints: an independent
+    oracle."""
     c0, c1, c2, c3 = counter
     k0, k1 = key
     for round_index in range(10):
@@ -129,7 +131,7 @@ def test_threshold_and_scale_helpers():
     assert keep_threshold(0.0) == 0
     assert keep_threshold(0.5) == 2**31
     assert keep_threshold(0.1) == int(np.floor(0.1 * 2**32))
-    assert keep_threshold(1.0) == 2**32 - 1  # as SPEC §3.4 writes it
+    assert keep_threshold(1.0) == 2**32 - 1  # as docs/contract/random-stream.md writes it
     assert kernel_threshold(1.0) == 2**32  # what kernels use so that p == 1 keeps nothing
     assert kernel_threshold(np.nextafter(1.0, 0)) == 2**32 - 1
     assert dropout_scale(0.25, np.float32) == np.float32(1 / 0.75)

@@ -2,8 +2,8 @@
 
 Oracles: ``torch.autograd.gradcheck`` (float64 finite differences), PyTorch autograd through
 the unfused composition with an explicit mask tensor built from ``fastreg.random_bits`` and the
-SPEC's threshold formula, ``nn.Linear``'s initialization, and ``torch.optim.SGD`` / ``AdamW``
-(the proximal optimizers with ``l1 = l2 = 0``).
+threshold formula of docs/contract/random-stream.md, ``nn.Linear``'s initialization, and
+``torch.optim.SGD`` / ``AdamW`` (the proximal optimizers with ``l1 = l2 = 0``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def _use_backend(backend):
 
 
 def _keep(shape, p, seed=SEED, offset=OFFSET, salt=0):
-    """The SPEC §3 keep-mask, from the raw bits and the threshold formula."""
+    """The keep-mask of docs/contract/random-stream.md, from the raw bits and the threshold
+    formula."""
     threshold = min(math.floor(p * 2.0**32), 2**32 - 1)
     bits = fastreg.random_bits(shape, seed=seed, offset=offset, salt=salt)
     return torch.from_numpy(bits.astype(np.int64) >= threshold)

@@ -1,9 +1,10 @@
-"""fastreg.torch under PyTorch 2 (SPEC §8): custom ops, opcheck, torch.compile, export,
-torch.func, jit.trace, 16-bit dtypes and autocast, torch.optim compatibility, checkpoints.
+"""fastreg.torch under PyTorch 2 (docs/contract/pytorch.md): custom ops, opcheck,
+torch.compile, export, torch.func, jit.trace, 16-bit dtypes and autocast, torch.optim
+compatibility, checkpoints.
 
-Oracles: eager fastreg itself for compiled runs (SPEC §8 asks for eager's masks bit for bit),
-the SPEC §3 mask from ``fastreg.random_bits``, ``torch.optim.SGD``/``AdamW`` and PyTorch's own
-float32 arithmetic rounded once for 16-bit storage.
+Oracles: eager fastreg itself for compiled runs (the contract asks for eager's masks bit for
+bit), the random-stream contract's mask from ``fastreg.random_bits``, ``torch.optim.SGD`` /
+``AdamW`` and PyTorch's own float32 arithmetic rounded once for 16-bit storage.
 """
 
 from __future__ import annotations
@@ -339,7 +340,7 @@ def test_optimizer_options_refused_with_clear_errors():
 
 
 def test_prox_adamw_decoupled_default_keeps_rows_with_zero_gradient():
-    """SPEC 4.4: an unused embedding row (gradient always 0) is not zeroed by the L1 prox."""
+    """docs/contract/ops.md: an unused embedding row (gradient 0) is not zeroed by the L1 prox."""
     emb = nn.Parameter(torch.full((4, 3), 0.5))
     opt = ft.ProxAdamW([emb], lr=1e-3, l1=1e-5, weight_decay=0.0)
     emb.grad = torch.zeros(4, 3)

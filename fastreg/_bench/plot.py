@@ -1,18 +1,15 @@
 """``python -m fastreg bench --plot out.png``: the benchmark results as a picture.
 
-Left: fastreg's speed-up over each peer per case (peer time / fastreg time, log scale; right of
-1 is faster), with the issue's goals marked. Right: fastreg's % of the machine's limit per case
-(limit time / fastreg time; 100% means as fast as copying the same bytes or the bare GEMM).
-Drawn from the runner's JSON (``--json``), so a saved run can be drawn again with
-:func:`plot_results`.
+Left: fastreg's speed-up over each peer per case (peer time / fastreg time, log scale; right
+of 1 is faster), with the project's speed goals marked. Right: fastreg's % of the machine's limit
+per case (limit time / fastreg time; 100% means as fast as copying the same bytes or the bare GEMM).
+Drawn from the runner's JSON report (the one ``--json`` writes), so a saved run can be drawn
+again with :func:`plot_results`. A case that ran beyond the machine limit (a measurement problem,
+see ``table.py``) is labelled ``(!)``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +39,10 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
     results = report.get("results") or []
     if not results:
         raise ValueError("the benchmark report holds no result to draw")
-    names = [r["name"] + (" (ERROR)" if r.get("error") else "") for r in results]
+    names = [
+        r["name"] + (" (ERROR)" if r.get("error") else " (!)" if r.get("beyond_limit") else "")
+        for r in results
+    ]
     peers: list[str] = []
     for r in results:
         for peer in r.get("speedups", {}):
@@ -137,37 +137,3 @@ def plot_results(report: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def bench_with_plot(bench_main: Callable[..., int], args: Any) -> int:
-    """Run ``bench_main`` as the ``bench`` command's ``args`` ask, with its JSON written (to
-    ``args.json`` or a temporary file), then draw it to ``args.plot``."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print(f"error: {PLOT_HINT}")
-        return 2
-    json_path = args.json
-    temporary = None
-    if json_path is None:
-        handle, temporary = tempfile.mkstemp(suffix=".json", prefix="fastreg-bench-")
-        os.close(handle)
-        json_path = temporary
-    try:
-        code = bench_main(
-            backend=args.backend,
-            quick=args.quick,
-            filters=args.filter,
-            repeats=args.repeats,
-            budget=args.budget,
-            json_path=json_path,
-        )
-        if not os.path.exists(json_path) or os.path.getsize(json_path) == 0:
-            return code
-        with open(json_path, encoding="utf-8") as report:
-            path = plot_results(json.load(report), args.plot)
-        print(f"wrote {path}")
-        return code
-    finally:
-        if temporary is not None:
-            os.unlink(temporary)

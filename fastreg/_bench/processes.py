@@ -131,10 +131,11 @@ def format_result(result: ProcessResult) -> list[str]:
     if result.error:
         return [*lines, f"  failed: {result.error}"]
     for i, (sample, ratio) in enumerate(zip(result.rounds, result.ratios(), strict=True)):
+        # 80 columns: "torch beside" is PyTorch's own step in the process that runs fastreg.
         lines.append(
-            f"  round {i + 1}: fastreg {sample['fastreg'] * 1e3:6.1f} ms  torch alone "
-            f"{sample['torch'] * 1e3:6.1f} ms  {ratio:4.2f}x  (torch beside fastreg "
-            f"{sample['torch beside fastreg'] * 1e3:6.1f} ms)"
+            f"  round {i + 1:2d}, ms: fastreg {sample['fastreg'] * 1e3:6.1f}, torch alone "
+            f"{sample['torch'] * 1e3:6.1f} ({ratio:4.2f}x), torch beside "
+            f"{sample['torch beside fastreg'] * 1e3:6.1f}"
         )
     summary = result.summary()
     for key, target in MLP_GOALS.items():

@@ -3,7 +3,8 @@
 For each case the runner builds the inputs once (``Case.setup``), calls every contender once to
 compile and warm it, then times all contenders interleaved: each round times every contender once,
 in an order that rotates from round to round, so a noisy neighbour slows all of them alike. It
-reports medians over rounds and ratios taken within the same run (SPEC §6). Fast contenders are
+reports medians over rounds, the spread of the rounds, and ratios taken within the same run
+(docs/contract/runtime.md, "Performance reporting"). Fast contenders are
 looped ``number`` times per sample so that one sample lasts at least ``min_sample`` seconds
 (timer resolution and call overhead stay small); the number of rounds adapts to a time budget per
 case so large cases finish in bounded time.
@@ -33,6 +34,9 @@ from typing import Any, TextIO
 from .. import _backends, _runtime
 from . import processes
 from .cases import Case, all_cases
+from .table import format_seconds, format_table
+
+__all__ = ["format_seconds", "format_table", "header_lines", "main", "run", "run_case"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,9 @@ class Goal:
     kind: str
     target: float
     measured: float | None = None
-    status: str = "skipped"  # "met", "missed", "skipped" (contender absent), "invalid" (bad key)
+    # "met", "missed", "skipped" (contender absent), "invalid" (bad key), "not counted" (the
+    # case ran beyond the machine limit: a measurement problem)
+    status: str = "skipped"
 
 
 @dataclass
@@ -81,6 +87,9 @@ class Timing:
     number: int  # calls per sample
     rounds: int
     throughput: float | None = None  # GB/s or GFLOP/s
+    max_s: float | None = None  # the spread of the rounds: min, quartiles, max
+    q1_s: float | None = None
+    q3_s: float | None = None
 
 
 @dataclass
@@ -99,6 +108,8 @@ class Result:
     limit_ratio: float | None = None  # fastreg time / limit time
     percent_of_limit: float | None = None  # 100 * limit time / fastreg time
     goals: list[Goal] = field(default_factory=list)
+    # Contenders (fastreg or a peer) timed faster than the limit: the limit was measured badly.
+    beyond_limit: list[str] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the whole case, setup and warm-up included
     error: str | None = None
 
@@ -166,15 +177,22 @@ def _time_interleaved(
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {
-        label: Timing(
-            median_s=statistics.median(values),
-            min_s=min(values),
-            number=numbers[label],
-            rounds=rounds,
-        )
-        for label, values in samples.items()
-    }
+    return {label: _timing(values, numbers[label], rounds) for label, values in samples.items()}
+
+
+def _timing(values: list[float], number: int, rounds: int) -> Timing:
+    q1, q3 = values[0], values[0]
+    if len(values) > 1:
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return Timing(
+        median_s=statistics.median(values),
+        min_s=min(values),
+        number=number,
+        rounds=rounds,
+        max_s=max(values),
+        q1_s=q1,
+        q3_s=q3,
+    )
 
 
 def _evaluate_goals(case: Case, result: Result) -> list[Goal]:
@@ -257,7 +275,16 @@ def run_case(
         limit = result.timings[case.limit].median_s
         result.limit_ratio = ours / limit
         result.percent_of_limit = 100.0 * limit / ours
+        result.beyond_limit = [
+            label
+            for label, timing in result.timings.items()
+            if label != case.limit and timing.median_s < limit
+        ]
     result.goals = _evaluate_goals(case, result)
+    if result.beyond_limit:
+        for goal in result.goals:
+            if goal.status in ("met", "missed"):
+                goal.status = "not counted"
     result.seconds = time.perf_counter() - start
     return result
 
@@ -291,89 +318,21 @@ def run(
     return results
 
 
-def format_seconds(seconds: float) -> str:
-    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= factor:
-            return f"{seconds / factor:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _goal_cell(goals: list[Goal], key: str) -> str:
-    for goal in goals:
-        if goal.key == key:
-            rule = ">=" if goal.kind == "speedup" else "<="
-            if goal.kind == "seconds":
-                return f"goal <= {format_seconds(goal.target)}: {goal.status}"
-            return f"goal {rule} {goal.target:.3g}x: {goal.status}"
-    return ""
-
-
-def format_table(results: Sequence[Result], backend: str, device: str | None = None) -> str:
-    """One row per contender, grouped by case. For peers, ``ratio`` is the speed-up of fastreg
-    (peer time / fastreg time); for the limit it is fastreg time / limit time, and the fastreg row
-    shows ``% of limit`` (limit time / fastreg time). ``device`` is a header line (the GPU)."""
-    header = ("case", "contender", "median", "throughput", "ratio", "goal")
-    rows: list[tuple[str, ...]] = []
-    for result in results:
-        name = result.name
-        if result.error:
-            last = result.error.strip().splitlines()[-1]
-            rows.append((name, "ERROR", "", "", "", last[:60]))
-            continue
-        for label, timing in result.timings.items():
-            throughput = (
-                f"{timing.throughput:.3g} {result.unit}" if timing.throughput is not None else ""
-            )
-            if label == "fastreg":
-                ratio = (
-                    f"{result.percent_of_limit:.0f}% of {result.limit}"
-                    if result.percent_of_limit is not None
-                    else ""
-                )
-            elif label == result.limit:
-                ratio = f"fastreg {result.limit_ratio:.2f}x its time"
-            elif label in result.speedups:
-                speedup = result.speedups[label]
-                ratio = (
-                    f"fastreg {speedup:.2f}x faster"
-                    if speedup >= 1.0
-                    else f"fastreg {1.0 / speedup:.2f}x slower"
-                )
-            else:
-                ratio = ""
-            cells = (name, label, format_seconds(timing.median_s), throughput, ratio)
-            rows.append((*cells, _goal_cell(result.goals, label)))
-            name = ""
-        for label, message in result.failed.items():
-            rows.append(("", label, "failed", "", message[:60], _goal_cell(result.goals, label)))
-        for label in result.missing:
-            rows.append(("", label, "n/a", "", "not installed", _goal_cell(result.goals, label)))
-        for goal in result.goals:
-            if goal.status == "invalid":
-                rows.append(("", goal.key, "", "", "", f"invalid goal key {goal.key!r}"))
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    align = ("<", "<", ">", ">", "<", "<")
-
-    def line(row: tuple[str, ...]) -> str:
-        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)).rstrip()
-
-    out = [
-        f"fastreg bench (backend {backend}); ratios are medians taken in the same run",
-        *runtime_header_lines(),
-        "",
+def header_lines(backend: str, settings: Settings, device: str | None = None) -> list[str]:
+    """The lines above the table: what ran, where, and how to read it. The one place to add
+    a line about the machine or the threading runtime; ``device`` is the GPU's line."""
+    rounds = f"{settings.repeats} rounds" if settings.repeats else f"{settings.budget:g} s a case"
+    gpu = [] if device is None else [
+        device, "device time by CUDA events, one call per sample, L2 flushed between"
     ]
-    if device is not None:
-        out[1:1] = [device, "device time by CUDA events, one call per sample, L2 flushed between"]
-    out += [line(header), line(tuple("-" * w for w in widths))]
-    out += [line(row) for row in rows]
-    goals = [g for r in results for g in r.goals if g.status in ("met", "missed")]
-    errors = [r.name for r in results if r.error]
-    out.append("")
-    summary = f"goals met: {sum(g.status == 'met' for g in goals)}/{len(goals)}"
-    if errors:
-        summary += f"; cases with errors: {', '.join(errors)}"
-    out.append(summary)
-    return "\n".join(out)
+    return [
+        f"fastreg bench: backend {backend}, {os.cpu_count()} CPUs, {rounds}",
+        *gpu,
+        *runtime_header_lines(),
+        "medians of interleaved rounds, with the fastest and slowest round (min-max);",
+        "fastreg column: fastreg's speed-up over each peer, its time against the machine",
+        "limit (a copy of the same bytes, the bare GEMM), all measured in this run",
+    ]
 
 
 def runtime_header_lines() -> list[str]:
@@ -458,6 +417,17 @@ def to_json(
     }
 
 
+def load_results(report: dict[str, Any]) -> list[Result]:
+    """The results of a JSON report (``to_json``, ``--json``), to print or compare again."""
+    results = []
+    for entry in report["results"]:
+        fields = dict(entry)
+        fields["timings"] = {k: Timing(**t) for k, t in entry.get("timings", {}).items()}
+        fields["goals"] = [Goal(**g) for g in entry.get("goals", [])]
+        results.append(Result(**fields))
+    return results
+
+
 def main(
     *,
     backend: str | None = None,
@@ -466,12 +436,16 @@ def main(
     repeats: int | None = None,
     budget: float | None = None,
     json_path: str | None = None,
+    plot_path: str | None = None,
+    wide: bool = False,
     cases: Sequence[Case] | None = None,
     out: TextIO = sys.stdout,
     progress: TextIO = sys.stderr,
 ) -> int:
-    """The ``bench`` command: select, run, print the table, write JSON. Returns the exit code
-    (1 if no case matched or a case raised; missed goals are reported, not failures)."""
+    """The ``bench`` command: select, run, print the table (80 columns unless ``wide``), write
+    JSON to ``json_path`` and draw the figure to ``plot_path`` when given. Returns the exit code
+    (2: an unusable backend; 1 if no case matched or a case raised; missed goals are reported,
+    not failures)."""
     import fastreg
 
     backend = backend or fastreg.get_backend()
@@ -505,20 +479,26 @@ def main(
     if budget is not None:
         settings = replace(settings, budget=budget)
     results = run(selected, backend, settings, progress=progress)
-    print(format_table(results, backend, None if device is None else device_line(device)),
-          file=out)
+    device_text = None if device is None else device_line(device)
+    print(format_table(results, header_lines(backend, settings, device_text), wide=wide), file=out)
     for result in results:
         if result.error:
             print(f"\n{result.name} failed:\n{result.error}", file=progress)
     fresh = _run_process_cases(quick, filters, cases is not None, out, progress) if host_processes \
         else []
+    report = None
+    if json_path is not None or plot_path is not None:
+        report = to_json(results, backend, settings, device)
+        report["process_cases"] = [processes.to_json(r) for r in fresh]
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as handle:
-            data = to_json(results, backend, settings, device)
-            data["process_cases"] = [processes.to_json(r) for r in fresh]
-            json.dump(data, handle, indent=2)
+            json.dump(report, handle, indent=2)
             handle.write("\n")
         print(f"wrote {json_path}", file=progress)
+    if plot_path is not None:
+        from .plot import plot_results
+
+        print(f"wrote {plot_results(report, plot_path)}", file=progress)
     failed = any(result.error for result in results) or any(r.error for r in fresh)
     return 1 if failed else 0
 

@@ -116,7 +116,7 @@ def run_study(
     configs : names or :class:`Config` rows to run, in order; default all of :data:`CONFIGS`
     seed : int >= 0, the seed of the split, the initial weights, the minibatch order and the
         fastreg random streams
-    backend : fastreg backend ("numpy", "numba"); default per SPEC §2
+    backend : fastreg backend ("numpy", "numba"); default per docs/backends.md
     threads : int >= 1, Numba and BLAS threads while training. The default 1: the study's
         32-example batches are too small to split, and on a loaded 2-core machine the hand-offs
         between the BLAS and Numba thread pools cost far more than they save (measured: a

@@ -1,4 +1,4 @@
-"""Data augmentation of the study's 8x8 digits (SPEC §4.5 ops on the flattened images).
+"""Data augmentation of the study's 8x8 digits (docs/contract/ops.md ops on the flattened images).
 
 Keras ``ImageDataGenerator``-style small transforms: an integer shift (``random_translate``),
 rotation / zoom / fractional shift (``random_affine``, bilinear); never flips (digits are not

@@ -2,8 +2,9 @@
 
 All configurations share the network, data split, optimizer (proximal SGD with momentum 0.9 on
 fastreg's ``prox_sgd_``), batch size, learning rate and epoch budget of the chosen :class:`Scale`;
-each row changes only what its name says. Penalty weights follow the Keras convention of SPEC
-§4.4: ``R(w) = l1 * sum|w| + l2 * sum w**2``, applied to the weight matrices, never the biases.
+each row changes only what its name says. Penalty weights follow the Keras convention of
+docs/contract/ops.md: ``R(w) = l1 * sum|w| + l2 * sum w**2``, applied to the weight matrices,
+never the biases.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PyTorch integration (SPEC §8): custom ops, ``nn.Module`` layers and proximal optimizers.
+"""PyTorch integration (docs/contract/pytorch.md): custom ops, layers, proximal optimizers.
 
 Import it explicitly (``import fastreg.torch``; needs the ``torch`` extra): ``import fastreg``
 never imports PyTorch. Every op is a ``torch.library`` custom op in the ``fastreg`` namespace
@@ -11,6 +11,7 @@ a custom op's registered autograd under them. Files: ``layer_ops`` and ``prox_op
 ``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds).
 """
 
+from ..torch_augment import RandomAugment as RandomAugment
 from ._bridge import rank_seed as rank_seed
 from .functional import dense_dropout as dense_dropout
 from .functional import dropconnect as dropconnect
@@ -28,6 +29,7 @@ __all__ = [
     "Dropout",
     "ProxAdamW",
     "ProxSGD",
+    "RandomAugment",
     "dense_dropout",
     "dropconnect",
     "dropout",

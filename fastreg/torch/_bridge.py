@@ -6,7 +6,8 @@ DLPack and every kernel is launched on PyTorch's current stream of the tensor's 
 current stream is set to it for the call), so no host/device copy is added.
 
 16-bit storage. float16 and bfloat16 compute in float32 and round once to the storage type
-(SPEC §4): the op upcasts its inputs to float32 for the kernel and rounds the result once.
+(docs/contract/ops.md): the op upcasts its inputs to float32 for the kernel and rounds the
+result once.
 NumPy has no bfloat16 of its own, and the masks never depend on the dtype.
 """
 
@@ -84,14 +85,14 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def check_float(t: torch.Tensor, name: str) -> None:
-    """TypeError unless ``t`` is a float16/bfloat16/float32/float64 tensor (SPEC §4)."""
+    """TypeError unless ``t`` is a float16/bfloat16/float32/float64 tensor."""
     if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor, "
                         f"got {t.dtype}")
 
 
 def cpu_backend(a: Any) -> str:
-    """The backend for NumPy views (SPEC §2 resolution: ``use_backend``, ``set_backend``,
+    """The backend for NumPy views (docs/backends.md resolution: ``use_backend``, ``set_backend``,
     ``FASTREG_BACKEND``, then numba if it imports)."""
     return _backends.resolve(None, x=a)
 

@@ -68,7 +68,7 @@ def _numba(t: Tensor, a: Any) -> bool:
 @custom_op("fastreg::advance_offset", mutates_args=("offset",))
 def advance_offset(offset: Tensor) -> Tensor:
     """Return the call index ``offset`` holds (a new tensor) and advance the buffer by one, mod
-    ``2**32`` (SPEC §3: the offset is a uint32)."""
+    ``2**32`` (docs/contract/random-stream.md: the offset is a uint32)."""
     index = offset.clone()
     offset.add_(1).bitwise_and_(0xFFFFFFFF)
     return index

@@ -210,8 +210,9 @@ class ProxAdamW(_ProxOptimizer):
     Per step (Kingma & Ba moments, bias-corrected): ``psi = sqrt(v_hat) + eps``,
     ``z = w - lr * m_hat / psi - lr * weight_decay * w`` (decoupled decay), then the prox of
     ``lr * (l1 * sum|w| + l2 * sum w**2)``, exact zeros for L1: with
-    ``penalty_metric="decoupled"`` (the default, SPEC §4.4) ``w = S(z, lr * l1) / (1 + 2 * lr *
-    l2)``, outside the Adam metric like the decoupled decay; with ``penalty_metric="adam"``
+    ``penalty_metric="decoupled"`` (the default, docs/contract/ops.md)
+    ``w = S(z, lr * l1) / (1 + 2 * lr * l2)``, outside the Adam metric like the decoupled decay;
+    with ``penalty_metric="adam"``
     ``w = S(z, lr * l1 / psi) / (1 + 2 * lr * l2 / psi)`` (a coordinate whose gradient is always
     zero has ``psi = eps`` there and is zeroed at once). Then group lasso (a Euclidean prox with
     ``t = lr * group_lasso``) and max-norm, if set. State per parameter, as

@@ -1,4 +1,4 @@
-"""Fused dense + activation + dropout kernels (SPEC §4.2)."""
+"""Fused dense + activation + dropout kernels (docs/contract/ops.md)."""
 
 #: Activation names in code order: the Numba twin dispatches on the index into this tuple.
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "gelu")

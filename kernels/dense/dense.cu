@@ -1,4 +1,4 @@
-// Fused dense + activation + dropout epilogues (SPEC 4.2); compiled after the preambles
+// Fused dense + activation + dropout epilogues (docs/contract/ops.md); compiled after the preambles
 // (kernels/cuda_launch.py). The GEMMs are cuBLAS (cupy.matmul); these kernels are the passes
 // around them. Element (r, c) of the (M, N) output has the flat index i = r*N + c in the salt-0
 // stream (the mask of dropout_mask(y.shape)).

@@ -1,4 +1,5 @@
-"""Fused dense reference twin in plain NumPy: reads like SPEC §4.2, the oracle of the Numba twin.
+"""Fused dense reference twin in plain NumPy: reads like docs/contract/ops.md, the oracle of the
+Numba twin.
 
 Both functions take 2-D arrays (the batch flattened into rows) and host-derived scalars
 (``k0, k1`` the key, ``threshold`` from ``fastreg.random.kernel_threshold``, ``scale = 1/(1-p)``

@@ -1,1 +1,1 @@
-"""DropConnect kernels (SPEC §4.3)."""
+"""DropConnect kernels (docs/contract/ops.md)."""

@@ -1,4 +1,5 @@
-// DropConnect kernels (SPEC 4.3); compiled after the preambles (kernels/cuda_launch.py).
+// DropConnect kernels (docs/contract/ops.md); compiled after the preambles
+// (kernels/cuda_launch.py).
 //
 // Per example, weight (k, n) of example e is kept iff bits(e*K*N + k*N + n) >= threshold (salt 1).
 // The three kernels (forward y, dx, dW) are tiled over their output; one CUDA block owns one

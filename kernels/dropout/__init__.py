@@ -1,1 +1,1 @@
-"""Dropout-family kernels (SPEC §4.1)."""
+"""Dropout-family kernels (docs/contract/ops.md)."""

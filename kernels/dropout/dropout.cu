@@ -1,4 +1,5 @@
-// Dropout-family kernels (SPEC 4.1); compiled after the preambles (kernels/cuda_launch.py).
+// Dropout-family kernels (docs/contract/ops.md); compiled after the preambles
+// (kernels/cuda_launch.py).
 // A work item is one Philox block: four consecutive elements of the logical flat index, so every
 // element draws its own word whatever the launch configuration.
 
@@ -73,7 +74,8 @@ FR_HD void fr_dropout_pair_block(const T *x, T *out, T *g, fr_u64 n, fr_u64 bloc
     }
 }
 
-// SPEC's formulas as written (infinities stay infinite), in double (SPEC 4.1: at least float32
+// the contract's formulas as written (infinities stay infinite), in double (docs/contract/ops.md:
+// at least float32
 // on the GPU): x + additive * noise if multiplicative == 0, else x * (1 + multiplicative * noise).
 FR_HD double fr_gaussian_value(double v, double noise, double additive, double multiplicative) {
     return multiplicative == 0.0 ? v + additive * noise : v * (1.0 + multiplicative * noise);

@@ -49,7 +49,7 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
     """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
-    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    ``x[i] * (1 + multiplicative * n(i))``: the two formulas as written, so infinities stay
     infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     cl.check_contiguous(x=x, out=out)
     n = x.size

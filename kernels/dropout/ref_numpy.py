@@ -1,4 +1,5 @@
-"""Dropout-family reference twin in plain NumPy: reads like SPEC §3-§4.1, supports any float.
+"""Dropout-family reference twin in plain NumPy: reads like docs/contract/random-stream.md and
+ops.md, supports any float.
 
 All functions take C-contiguous 1-D arrays whose position is the logical flat index ``i``, and
 host-derived scalars (``k0, k1`` the key, ``threshold`` from ``fastreg.random.kernel_threshold``).
@@ -38,7 +39,7 @@ def dropout_apply_pair(x, out, g, k0, k1, salt, offset, threshold, scale) -> Non
 
 def gaussian_apply(x, out, k0, k1, offset, additive, multiplicative) -> None:
     """``out[i] = x[i] + additive * n(i)`` if ``multiplicative == 0``, else
-    ``x[i] * (1 + multiplicative * n(i))``: SPEC's two formulas as written, so infinities stay
+    ``x[i] * (1 + multiplicative * n(i))``: the two formulas as written, so infinities stay
     infinite (no ``0 * inf``). ``n`` standard normal (Box-Muller, salt 2), float64, cast once."""
     noise = normals(x.size, k0, k1, SALT_GAUSSIAN, offset)
     wide = x.astype(np.float64)

@@ -1,1 +1,2 @@
-"""The Philox4x32-10 counter-based generator (SPEC §3): constants and twins."""
+"""The Philox4x32-10 counter-based generator (docs/contract/random-stream.md): constants and
+twins."""

@@ -1,4 +1,5 @@
-"""The only home of the Philox4x32-10 numbers and the per-family salts (SPEC §3).
+"""The only home of the Philox4x32-10 numbers and the per-family salts
+(docs/contract/random-stream.md).
 
 Every twin (NumPy, Numba, CUDA) takes its constants from here; changing any of them changes the
 random stream and must bump ``RNG_SPEC_VERSION`` (a breaking change, logged under ``### RNG``).
@@ -19,7 +20,7 @@ MASK32 = 0xFFFFFFFF
 SALT_DROPOUT = 0
 SALT_DROPCONNECT = 1
 SALT_GAUSSIAN = 2
-#: Per-sample augmentation parameters (SPEC §4.5): eight words per sample id.
+#: Per-sample augmentation parameters (docs/contract/ops.md): eight words per sample id.
 SALT_AUGMENT = 3
 
 #: 2**-32, the spacing of the uniform grid that Box-Muller draws from.

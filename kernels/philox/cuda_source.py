@@ -80,7 +80,8 @@ FR_HD fr_words fr_philox4x32(fr_u32 c0, fr_u32 c1, fr_u32 c2, fr_u32 c3,
     return out;
 }}
 
-// SPEC 3.3: the four words of counter (lo32(block), hi32(block), salt, offset).
+// docs/contract/random-stream.md: the four words of counter (lo32(block), hi32(block), salt,
+// offset).
 FR_HD fr_words fr_philox_block(fr_u64 block, fr_u32 salt, fr_u32 offset,
                                fr_u32 k0, fr_u32 k1) {{
     return fr_philox4x32((fr_u32)block, (fr_u32)(block >> 32), salt, offset, k0, k1,
@@ -92,12 +93,14 @@ FR_HD fr_u32 fr_bits_at(fr_u64 i, fr_u32 salt, fr_u32 offset, fr_u32 k0, fr_u32 
     return fr_philox_block(i >> 2, salt, offset, k0, k1).w[i & 3];
 }}
 
-// SPEC 3.4: kept iff bits >= threshold, compared as 64-bit so threshold 2**32 drops all.
+// docs/contract/random-stream.md: kept iff bits >= threshold, compared as 64-bit so threshold
+// 2**32 drops all.
 FR_HD bool fr_keep(fr_u32 bits, fr_u64 threshold) {{
     return (fr_u64)bits >= threshold;
 }}
 
-// SPEC 3.5: a select, not a multiply, so a dropped NaN or Inf gives exactly +0.0.
+// docs/contract/random-stream.md: a select, not a multiply, so a dropped NaN or Inf gives exactly
+// +0.0.
 template <typename C>
 FR_HD C fr_select_scale(bool keep, C v, C scale) {{
     return keep ? v * scale : (C)0;

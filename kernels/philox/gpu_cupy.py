@@ -25,7 +25,8 @@ def philox4x32(counter, key, rounds):
 
 
 def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0):
-    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)`` (SPEC §3.3), as uint32."""
+    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)``
+    (docs/contract/random-stream.md), as uint32."""
     out = cupy.empty(n, dtype=cupy.uint32)
     if n:
         blocks = ((start + n - 1) >> 2) - (start >> 2) + 1

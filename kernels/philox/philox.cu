@@ -1,4 +1,5 @@
-// Raw Philox stream kernels (SPEC 3.1, 3.3); compiled after the preambles (kernels/cuda_launch.py).
+// Raw Philox stream kernels (docs/contract/random-stream.md); compiled after the preambles
+// (kernels/cuda_launch.py).
 
 // Philox4x32-rounds of n counters (n, 4) under n keys (n, 2); one counter per work item.
 extern "C" __global__ void fastreg_philox_rounds_u32(const fr_u32 *counter, const fr_u32 *key,

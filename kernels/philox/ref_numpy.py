@@ -58,7 +58,8 @@ def _counters(blocks: np.ndarray, salt: int, offset: int) -> np.ndarray:
 
 
 def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0) -> np.ndarray:
-    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)`` (SPEC §3.3), as uint32."""
+    """``bits(i)`` for flat indices ``i`` in ``[start, start + n)``
+    (docs/contract/random-stream.md), as uint32."""
     if n == 0:
         return np.empty(0, dtype=np.uint32)
     first, last = start >> 2, (start + n - 1) >> 2
@@ -69,7 +70,8 @@ def random_bits(n: int, k0: int, k1: int, salt: int, offset: int, start: int = 0
 
 
 def normals(n: int, k0: int, k1: int, salt: int, offset: int) -> np.ndarray:
-    """Standard normal draws for flat indices ``0..n-1`` by Box-Muller, in float64 (SPEC §3)."""
+    """Standard normal draws for flat indices ``0..n-1`` by Box-Muller, in float64
+    (docs/contract/random-stream.md)."""
     if n == 0:
         return np.empty(0, dtype=np.float64)
     blocks = np.arange((n + 1) >> 1, dtype=np.uint64)

@@ -1,4 +1,4 @@
-"""Proximal update kernels (SPEC §4.4)."""
+"""Proximal update kernels (docs/contract/ops.md)."""
 
 #: A group's float64 sum of squares below this (or infinite) is recomputed with the entries
 #: scaled by a power of two near their largest magnitude: squares of float64 entries beyond

@@ -1,4 +1,5 @@
-// Proximal-update kernels (SPEC 4.4); compiled after the preambles (kernels/cuda_launch.py).
+// Proximal-update kernels (docs/contract/ops.md); compiled after the preambles
+// (kernels/cuda_launch.py).
 // Elementwise updates are multi-tensor: one launch walks a table of tensors cut into chunks
 // (a CUDA block per chunk), so a list of arrays costs one launch. Arithmetic is in the compute
 // type without FMA contraction, in NumPy's operation order: float32/float64 results equal the

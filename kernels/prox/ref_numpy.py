@@ -1,4 +1,4 @@
-"""Proximal-update reference twin in plain NumPy: reads like SPEC §4.4.
+"""Proximal-update reference twin in plain NumPy: reads like docs/contract/ops.md.
 
 Elementwise functions take arrays of one tensor with one shape (any layout: NumPy broadcasts
 them elementwise) and scalars already cast to the arrays' dtype by ``fastreg.prox``; they compute
