@@ -271,10 +271,16 @@ def prox_adam_(
     >>> w, m, v = np.array([1.0, 0.105]), np.zeros(2), np.zeros(2)
     >>> prox_adam_(w, np.ones(2), m, v, step=1, lr=0.1, l1=0.1).round(6).tolist()
     [0.89, 0.0]
-    >>> w, m, v = np.array([1.0, 0.105]), np.zeros(2), np.zeros(2)
-    >>> prox_adam_(w, np.ones(2), m, v, step=1, lr=0.1, l1=0.1,
+
+    A coordinate whose gradient is zero: shrunk by ``lr*l1`` (decoupled), or zeroed by
+    ``lr*l1/eps`` in the Adam metric:
+
+    >>> w, g = np.array([1.0, 0.5]), np.array([1.0, 0.0])
+    >>> prox_adam_(w.copy(), g, np.zeros(2), np.zeros(2), step=1, lr=0.1, l1=0.1).round(6).tolist()
+    [0.89, 0.49]
+    >>> prox_adam_(w.copy(), g, np.zeros(2), np.zeros(2), step=1, lr=0.1, l1=0.1,
     ...            penalty_metric="adam").round(6).tolist()
-    [0.8, 0.0]
+    [0.89, 0.0]
     """
     step = check_int_at_least(step, "step", 1)
     lr = check_nonnegative(lr, "lr")
