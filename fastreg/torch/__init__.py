@@ -11,7 +11,8 @@ a custom op's registered autograd under them. Files: ``layer_ops`` and ``prox_op
 ``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds).
 """
 
-from ..torch_augment import RandomAugment as RandomAugment
+from .augment import AugmentBatch as AugmentBatch
+from .augment import RandomAugment as RandomAugment
 from ._bridge import rank_seed as rank_seed
 from .functional import dense_dropout as dense_dropout
 from .functional import dropconnect as dropconnect
@@ -24,6 +25,7 @@ from .optim import ProxAdamW as ProxAdamW
 from .optim import ProxSGD as ProxSGD
 
 __all__ = [
+    "AugmentBatch",
     "DenseDropout",
     "DropConnectLinear",
     "Dropout",

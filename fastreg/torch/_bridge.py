@@ -44,6 +44,8 @@ def as_array(t: torch.Tensor) -> Any:
     if t.is_neg():  # a lazily negated view has no array form; materialize it
         t = t.resolve_neg()
     if t.device.type == "cpu":
+        if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: the bits, as ml_dtypes'
+            return _bfloat16_view(t.view(torch.int16).numpy())
         return t.numpy()
     if t.device.type == "cuda":
         import cupy
@@ -60,18 +62,21 @@ def as_tensor(a: Any) -> torch.Tensor:
         if a.dtype.name == "bfloat16":
             return torch.from_dlpack(a.view("int16")).view(torch.bfloat16)
         return torch.from_dlpack(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view("int16")).view(torch.bfloat16)
     return torch.from_numpy(a)
 
 
 def _bfloat16_view(bits: Any) -> Any:
-    """An int16 CuPy array of bfloat16 bit patterns viewed as ``ml_dtypes.bfloat16`` (what CuPy's
-    bfloat16 arrays carry). bfloat16 crosses DLPack as int16 both ways: CuPy imports DLPack
-    bfloat16 only from version 14, and exports it in no released version."""
+    """An int16 NumPy or CuPy array of bfloat16 bit patterns viewed as ``ml_dtypes.bfloat16``
+    (NumPy has no bfloat16; CuPy's bfloat16 arrays carry ml_dtypes'). bfloat16 crosses DLPack as
+    int16 both ways: CuPy imports DLPack bfloat16 only from version 14, and exports it in no
+    released version."""
     try:
         import ml_dtypes
     except ImportError:
-        raise TypeError("bfloat16 CUDA tensors need the ml_dtypes package (pip install "
-                        "ml_dtypes) for CuPy to hold them") from None
+        raise TypeError("bfloat16 tensors need the ml_dtypes package (pip install ml_dtypes) "
+                        "to reach fastreg's kernels") from None
     return bits.view(ml_dtypes.bfloat16)
 
 
