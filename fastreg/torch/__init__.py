@@ -11,9 +11,9 @@ a custom op's registered autograd under them. Files: ``layer_ops`` and ``prox_op
 ``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds).
 """
 
+from ._bridge import rank_seed as rank_seed
 from .augment import AugmentBatch as AugmentBatch
 from .augment import RandomAugment as RandomAugment
-from ._bridge import rank_seed as rank_seed
 from .functional import dense_dropout as dense_dropout
 from .functional import dropconnect as dropconnect
 from .functional import dropout as dropout
