@@ -30,6 +30,7 @@ from ._validate import (
     check_array,
     check_axes,
     check_bool,
+    check_choice,
     check_int_at_least,
     check_matching_list,
     check_momentum,
@@ -41,6 +42,9 @@ from ._validate import (
 __all__ = ["max_norm_", "penalty", "prox_adam_", "prox_group_lasso_", "prox_sgd_"]
 
 _Staged = list[tuple[Any, Any]]
+
+#: Where :func:`prox_adam_` takes the L1/L2 prox (docs/contract/ops.md).
+PENALTY_METRICS = ("decoupled", "adam")
 
 
 def _weights(w: Any) -> tuple[list[Any], bool]:
@@ -224,16 +228,21 @@ def prox_adam_(
     l2: float = 0.0,
     weight_decay: float = 0.0,
     mask: Any = None,
+    penalty_metric: str = "decoupled",
     backend: str | None = None,
 ) -> Any:
-    """Adam step with the L1/L2 prox in the Adam metric, in place.
+    """Adam step with the L1/L2 prox, decoupled (the default) or in the Adam metric, in place.
 
     Moments (Kingma & Ba): ``m = beta1*m + (1-beta1)*grad``, ``v = beta2*v + (1-beta2)*grad**2``,
     ``m_hat = m / (1 - beta1**step)``, ``v_hat = v / (1 - beta2**step)``. With
     ``psi = sqrt(v_hat) + eps`` (the diagonal Adam metric):
-    ``z = w - lr*m_hat/psi - lr*weight_decay*w`` (decoupled decay, AdamW), then
-    ``w = S(z, lr*l1/psi) / (1 + 2*lr*l2/psi)``, the prox of ``lr * R`` (Keras
-    ``R(w) = l1*sum|w| + l2*sum w**2``) in the metric ``psi``: exact ``+0.0`` zeros for L1.
+    ``z = w - lr*m_hat/psi - lr*weight_decay*w`` (decoupled decay, AdamW), then the prox of
+    ``lr * R`` (Keras ``R(w) = l1*sum|w| + l2*sum w**2``), exact ``+0.0`` zeros for L1:
+    ``penalty_metric="decoupled"`` (default) ``w = S(z, lr*l1) / (1 + 2*lr*l2)``, outside the
+    Adam metric like AdamW's decoupled decay; ``penalty_metric="adam"``
+    ``w = S(z, lr*l1/psi) / (1 + 2*lr*l2/psi)``, in the metric ``psi``. Why the default: in the
+    Adam metric a coordinate whose gradient is always zero has ``psi = eps``, so its threshold
+    ``lr*l1/eps`` zeroes it at once (an unused embedding row vanishes in one step).
     ``w[~mask] = +0.0`` afterwards if a keep-mask is given (the moments are updated everywhere).
     With ``l1 = l2 = 0`` this is ``torch.optim.AdamW``'s step.
 
@@ -248,6 +257,7 @@ def prox_adam_(
     lr, eps, l1, l2, weight_decay : finite floats >= 0
     beta1, beta2 : floats in [0, 1)
     mask : bool array of w's shape (True = kept), optional; lists may hold None entries
+    penalty_metric : "decoupled" (default) or "adam", where the L1/L2 prox is taken
     backend : "numpy", "numba" or "cupy"; default per docs/backends.md
 
     Returns
@@ -257,7 +267,7 @@ def prox_adam_(
     Raises
     ------
     ValueError: step < 1, betas outside [0, 1), negative hyper-parameters, shape or list-length
-        mismatch, read-only arrays.
+        mismatch, read-only arrays, an unknown penalty_metric.
     TypeError: non-arrays, integer or mixed dtypes, a non-int step.
 
     Example
@@ -265,6 +275,16 @@ def prox_adam_(
     >>> import numpy as np
     >>> w, m, v = np.array([1.0, 0.105]), np.zeros(2), np.zeros(2)
     >>> prox_adam_(w, np.ones(2), m, v, step=1, lr=0.1, l1=0.1).round(6).tolist()
+    [0.89, 0.0]
+
+    A coordinate whose gradient is zero: shrunk by ``lr*l1`` (decoupled), or zeroed by
+    ``lr*l1/eps`` in the Adam metric:
+
+    >>> w, g = np.array([1.0, 0.5]), np.array([1.0, 0.0])
+    >>> prox_adam_(w.copy(), g, np.zeros(2), np.zeros(2), step=1, lr=0.1, l1=0.1).round(6).tolist()
+    [0.89, 0.49]
+    >>> prox_adam_(w.copy(), g, np.zeros(2), np.zeros(2), step=1, lr=0.1, l1=0.1,
+    ...            penalty_metric="adam").round(6).tolist()
     [0.89, 0.0]
     """
     step = check_int_at_least(step, "step", 1)
@@ -275,6 +295,7 @@ def prox_adam_(
     l1 = check_nonnegative(l1, "l1")
     l2 = check_nonnegative(l2, "l2")
     weight_decay = check_nonnegative(weight_decay, "weight_decay")
+    metric = check_choice(penalty_metric, "penalty_metric", PENALTY_METRICS)
     ws, is_list = _weights(w)
     grads = check_matching_list(grad, "grad", len(ws), is_list)
     ms = check_matching_list(m, "m", len(ws), is_list)
@@ -299,7 +320,8 @@ def prox_adam_(
         lr * l1,
         2.0 * lr * l2,
     )
-    prox = l1 > 0.0 or l2 > 0.0
+    # The twins' prox code: 0 none, 1 in the Adam metric, 2 decoupled.
+    prox = 0 if l1 == 0.0 and l2 == 0.0 else (2 if metric == "decoupled" else 1)
     staged: _Staged = []
     for dtype, members in _by_dtype(ws).items():
         scalars = (*(compute_dtype(dtype).type(s) for s in host), prox)

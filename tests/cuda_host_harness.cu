@@ -100,7 +100,7 @@ FR_HOST_DROPOUT(f64, double)
                             fr_quad_aligned(v) && fr_bytes4_aligned(mask);                      \
         for (fr_u64 q = 0; q < n; q += 4)                                                        \
             fr_adam_quad(w, grad, m, v, mask, q, n, vector, beta1, omb1, beta2, omb2, step_size, \
-                         inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox != 0);                 \
+                         inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);                      \
     }
 FR_HOST_PROX(f32, float)
 FR_HOST_PROX(f64, double)

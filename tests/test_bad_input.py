@@ -65,7 +65,8 @@ VALID: dict[str, tuple[Callable[[], dict[str, Any]], tuple[str, ...]]] = {
     "prox_adam_": (lambda: dict(w=_a(4, 3), grad=_a(4, 3, seed=1), m=np.zeros((4, 3)),
                                 v=np.zeros((4, 3)), step=1, lr=0.1, beta1=0.9, beta2=0.999,
                                 eps=1e-8, l1=0.01, l2=0.01, weight_decay=0.01,
-                                mask=np.ones((4, 3), bool)), ("w", "m", "v")),
+                                mask=np.ones((4, 3), bool), penalty_metric="adam"),
+                   ("w", "m", "v")),
     "prox_group_lasso_": (lambda: dict(w=_a(4, 3), t=0.1, axis=0), ("w",)),
     "max_norm_": (lambda: dict(w=_a(4, 3), max_norm=1.0, axis=0), ("w",)),
     "penalty": (lambda: dict(w=_a(4, 3), l1=0.1, l2=0.1), ()),
@@ -101,7 +102,8 @@ REALS = {"p": 1.0, "stddev": None, "lr": None, "l1": None, "l2": None, "momentum
          "max_norm": None, "zoom": 1.0, "shift": None}
 #: Sizes in pixels: ints (floats raise TypeError, even 2.0) at least this large.
 SIZES = {"max_shift": 0, "cutout": 0, "size": 1}
-CHOICES = {"activation": "swish", "data_format": "channels_middle", "interpolation": "cubic"}
+CHOICES = {"activation": "swish", "data_format": "channels_middle", "interpolation": "cubic",
+           "penalty_metric": "euclid"}
 INTS = {"seed": 2**64, "offset": 2**32, "salt": 2**32}
 BOOLS = {"training", "per_example", "nesterov", "return_preact", "horizontal", "vertical",
          "horizontal_flip", "vertical_flip"}

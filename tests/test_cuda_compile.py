@@ -667,7 +667,9 @@ def test_host_sgd_element_matches_numpy_bitwise(host, dtype, momentum, nesterov,
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(("l1", "l2", "weight_decay"), [(0.0, 0.0, 0.01), (0.01, 0.02, 0.0)])
-def test_host_adam_element_matches_numpy_bitwise(host, dtype, l1, l2, weight_decay, shift):
+@pytest.mark.parametrize("metric", [1, 2], ids=["adam-metric", "decoupled"])
+def test_host_adam_element_matches_numpy_bitwise(host, dtype, l1, l2, weight_decay, shift,
+                                                 metric):
     n, step, lr, beta1, beta2, eps = 999, 3, 1e-2, 0.9, 0.999, 1e-8
     w, grad, m, mask = (_placed(a, shift) for a in _prox_data(n, dtype, 4))
     v = _placed(np.abs(m) * dtype(0.1), shift)
@@ -675,7 +677,7 @@ def test_host_adam_element_matches_numpy_bitwise(host, dtype, l1, l2, weight_dec
                     1 / math.sqrt(1 - beta2**step), eps, 1 - lr * weight_decay, lr * l1,
                     2 * lr * l2)
     scalars = tuple(np.dtype(dtype).type(s) for s in host_scalars)
-    prox = l1 > 0 or l2 > 0
+    prox = metric if l1 > 0 or l2 > 0 else 0  # the twins' prox code (fastreg.prox_adam_)
     ref = [a.copy() for a in (w, m, v)]
     prox_ref.adam_update(ref[0], grad, ref[1], ref[2], mask, *scalars, prox)
     suffix = cl.float_type(dtype).suffix

@@ -187,7 +187,8 @@ def test_prox_adam_without_penalty_matches_torch_adamw(backend):
     _close(v, opt.state[p]["exp_avg_sq"].numpy(), np.float64)
 
 
-def test_prox_adam_matches_scalar_reference(backend, dtype):
+@pytest.mark.parametrize("metric", ["decoupled", "adam"])
+def test_prox_adam_matches_scalar_reference(backend, dtype, metric):
     rng = _rng(8)
     w0, g = rng.standard_normal((2, 3 * CHUNK + 3)).astype(dtype)
     m0 = rng.standard_normal(w0.shape).astype(dtype) * 0.1
@@ -196,19 +197,33 @@ def test_prox_adam_matches_scalar_reference(backend, dtype):
     lr, b1, b2, eps, l1, l2, wd, step = 0.05, 0.9, 0.999, 1e-8, 0.02, 0.3, 0.01, 3
     w, m, v = w0.copy(), m0.copy(), v0.copy()
     prox_adam_(w, g, m, v, step=step, lr=lr, beta1=b1, beta2=b2, eps=eps, l1=l1, l2=l2,
-               weight_decay=wd, mask=keep, backend=backend)
+               weight_decay=wd, mask=keep, penalty_metric=metric, backend=backend)
     W, G, M, V = (a.astype(np.float64) for a in (w0, g, m0, v0))
     M = b1 * M + (1 - b1) * G
     V = b2 * V + (1 - b2) * G * G
     psi = np.sqrt(V / (1 - b2**step)) + eps
     z = W - lr * (M / (1 - b1**step)) / psi - lr * wd * W
-    thr = lr * l1 / psi
+    scale = 1 / psi if metric == "adam" else np.ones_like(psi)  # docs/contract/ops.md
+    thr = lr * l1 * scale
     expected = np.array([_soft_ref(zi, ti) for zi, ti in zip(z, thr, strict=True)])
-    expected = np.where(keep, expected / (1 + 2 * lr * l2 / psi), 0.0)
+    expected = np.where(keep, expected / (1 + 2 * lr * l2 * scale), 0.0)
     _close(m, M, dtype)
     _close(v, V, dtype)
     _close(w, expected, dtype)
     assert np.all(w[~keep] == 0) and np.count_nonzero(w[keep] == 0) > 0
+
+
+def test_prox_adam_decoupled_default_keeps_unused_coordinates(backend):
+    """A coordinate whose gradient is always zero has psi = eps: in the Adam metric its L1
+    threshold lr*l1/eps = 1.0 zeroes it in one step; the default (decoupled) shrinks it by
+    lr*l1 = 1e-8 only (docs/contract/ops.md)."""
+    kw = dict(step=1, lr=1e-3, l1=1e-5, eps=1e-8, backend=backend)
+    w, m, v = np.full(4, 0.5), np.zeros(4), np.zeros(4)
+    prox_adam_(w, np.zeros(4), m, v, **kw)
+    assert np.allclose(w, 0.5 - 1e-8, rtol=0, atol=1e-15)
+    w, m, v = np.full(4, 0.5), np.zeros(4), np.zeros(4)
+    prox_adam_(w, np.zeros(4), m, v, penalty_metric="adam", **kw)
+    assert np.all(w == 0.0)
 
 
 # ---------------------------------------------------------------- groups
@@ -478,6 +493,8 @@ def test_invalid_list_entry_modifies_nothing(backend):
         (dict(step=1, lr=0.1, beta2=-0.1), ValueError),
         (dict(step=1, lr=0.1, eps=-1.0), ValueError),
         (dict(step=1, lr=0.1, weight_decay=-1.0), ValueError),
+        (dict(step=1, lr=0.1, penalty_metric="euclid"), ValueError),
+        (dict(step=1, lr=0.1, penalty_metric=None), TypeError),
     ],
 )
 def test_prox_adam_bad_scalars(backend, kwargs, error):

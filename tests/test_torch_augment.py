@@ -1,4 +1,4 @@
-"""fastreg.torch_augment: RandomAugment and the AugmentBatch collate_fn, against the array API
+"""fastreg.torch: RandomAugment and the AugmentBatch collate_fn, against the array API
 on the numpy backend (the oracle) with the documented offsets."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastreg  # noqa: E402
-from fastreg.torch_augment import AugmentBatch, RandomAugment  # noqa: E402
+from fastreg.torch import AugmentBatch, RandomAugment  # noqa: E402
 
 OPTIONS = dict(flip=True, max_shift=2, rotation=20.0, zoom=0.1, shift=0.1, cutout=3)
 
@@ -115,7 +115,7 @@ def test_collate_in_two_fork_workers_equals_the_main_process():
     script = textwrap.dedent(
         """
         import torch, numpy as np
-        from fastreg.torch_augment import AugmentBatch
+        from fastreg.torch import AugmentBatch
         g = torch.Generator().manual_seed(0)
         data = torch.utils.data.TensorDataset(torch.randn(20, 3, 8, 8, generator=g),
                                               torch.arange(20))
@@ -138,3 +138,34 @@ def test_collate_in_two_fork_workers_equals_the_main_process():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_module_compiles_fullgraph_with_eager_results_and_no_recompile():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    x = torch.rand(4, 3, 8, 8)
+    eager = RandomAugment(**OPTIONS, seed=31)
+    compiled_layer = RandomAugment(**OPTIONS, seed=31)
+    compiled = torch.compile(compiled_layer, fullgraph=True, backend="aot_eager")
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(3):
+            assert torch.equal(compiled(x), eager(x))
+    assert int(compiled_layer.offset) == int(eager.offset) == 3
+    compiled_layer.eval()
+    assert torch.equal(compiled_layer(x), x)
+
+
+def test_module_exports():
+    layer = RandomAugment(**OPTIONS, seed=2)
+    x = torch.rand(2, 3, 8, 8)
+    program = torch.export.export(layer, (x,))
+    want = expected(x.numpy(), 2, 0)
+    assert np.array_equal(program.module()(x).numpy(), want)
+
+
+def test_custom_op_passes_opcheck():
+    x = torch.rand(2, 3, 6, 6)
+    args = (x, None, torch.tensor(7), torch.tensor(1), True, False, [1, 1], [2, 2], 10.0, 0.1,
+            0.1, 0.0, "bilinear", "channels_first")
+    torch.library.opcheck(torch.ops.fastreg.augment_images.default, args)

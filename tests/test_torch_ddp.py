@@ -72,7 +72,8 @@ def _worker(rank: int, world: int, port: int, out: Path) -> None:
         torch.manual_seed(1)  # the same layer seed on every rank
         layer = ft.Dropout(0.5)
         mask = (layer(torch.ones(256, dtype=torch.float64)) != 0).numpy()
-        np.savez(out / f"rank{rank}.npz", mask=mask, seed=np.uint64(layer._seed), **weights)
+        np.savez(out / f"rank{rank}.npz", mask=mask, seed=np.uint64(int(layer.seed) & (2**64 - 1)),
+                 **weights)
     finally:
         dist.destroy_process_group()
 

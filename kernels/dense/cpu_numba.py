@@ -183,6 +183,15 @@ def dense_forward(x, W, b, y, z, activation, k0, k1, salt, offset, threshold, sc
     # 1.10x, 1.22x with 2**20, 2**18, 2**16-element blocks; with 2 threads under load every
     # hand-off between the BLAS and Numba thread pools cost milliseconds (blocks: 6-27x slower).
     np.matmul(x, W, out=y)
+    dense_epilogue(y, z, b, activation, k0, k1, salt, offset, threshold, scale)
+
+
+def dense_epilogue(y, z, b, activation, k0, k1, salt, offset, threshold, scale) -> None:
+    """In place on ``y`` (M, N), C-contiguous, holding ``x @ W``: ``z = y + b`` when ``z`` is
+    given, then ``y = where(keep, act(y + b) * scale, +0.0)``. The epilogue of
+    :func:`dense_forward` on its own, for callers that do the GEMM themselves (``fastreg.torch``
+    runs it in PyTorch's thread pool)."""
+    m, n = y.shape
     if m == 0 or n == 0:
         return
     drop_all = threshold > _MASK32  # p == 1: no 32-bit word reaches 2**32
@@ -284,12 +293,20 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
 
     Allocates ``dz`` (M, N) and a float64 ``(<= MAX_CHUNKS, N)`` partial sum, nothing else of
     the output's size besides the returned gradients."""
+    dz, db = dense_preact_grad(dy, y, z, activation, k0, k1, salt, offset, threshold, scale)
+    return dz @ W.T, x.T @ dz, db
+
+
+def dense_preact_grad(dy, y, z, activation, k0, k1, salt, offset, threshold, scale):
+    """``(dz, db)`` of :func:`dense_backward`: ``dz = where(keep, dy*scale*act', 0)`` (a new
+    C-contiguous (M, N) array) and ``db = dz.sum(0)`` (summed in float64 in a fixed chunk
+    order), without the GEMMs, for callers that do those themselves."""
     m, n = dy.shape
     dz = np.empty_like(dy, order="C")
     if threshold > _MASK32:  # p == 1: every element was dropped, so every gradient is zero
         dz.fill(0)
     if m == 0 or n == 0 or threshold > _MASK32:
-        return dz @ W.T, x.T @ dz, np.zeros(n, dtype=dy.dtype)
+        return dz, np.zeros(n, dtype=dy.dtype)
     rows = max(-(-m // MAX_CHUNKS), -(-MIN_CHUNK_ELEMENTS // n))
     partial = np.zeros((-(-m // rows), n), dtype=np.float64)
     dyf = np.ascontiguousarray(dy).reshape(-1)
@@ -298,4 +315,4 @@ def dense_backward(dy, x, W, y, z, activation, k0, k1, salt, offset, threshold, 
     parallel_for(_grad_preact, partial.shape[0], dyf, yf, zf, dz.reshape(-1), partial,
                  ACTIVATIONS.index(activation), n, rows, _U(k0), _U(k1), _U(salt), _U(offset),
                  np.uint32(threshold), scale, work=m * n, serial_work=SERIAL_ELEMENTS)
-    return dz @ W.T, x.T @ dz, partial.sum(axis=0).astype(dy.dtype)
+    return dz, partial.sum(axis=0).astype(dy.dtype)

@@ -219,8 +219,9 @@ def _adam_span(w, g, m, v, mask, beta1, one_minus_beta1, beta2, one_minus_beta2,
         v[i] = vi
         inv_psi = one / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
         z = w[i] * decay - step_size * mi * inv_psi
-        if prox:
-            z = _soft_threshold(z, lr_l1 * inv_psi, zero) / (one + two_lr_l2 * inv_psi)
+        if prox != 0:
+            metric = inv_psi if prox == 1 else one  # 1: the Adam metric; 2: decoupled
+            z = _soft_threshold(z, lr_l1 * metric, zero) / (one + two_lr_l2 * metric)
         if mask is not None:
             z = z if mask[i] else zero
         w[i] = z
@@ -243,8 +244,8 @@ def adam_update(
     eps, decay, lr_l1, two_lr_l2, prox
 ) -> None:
     """Adam moments in place, then with ``r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps)`` (``1/psi``):
-    ``z = w*decay - step_size*m*r``; if ``prox``: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``;
-    ``w[~mask] = +0.0``."""
+    ``z = w*decay - step_size*m*r``; ``prox`` 1: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``,
+    ``prox`` 2: ``w = S(z, lr_l1) / (1 + two_lr_l2)``, ``prox`` 0: ``w = z``; ``w[~mask] = 0``."""
     parallel_for(_adam, _chunks(w.size), _flat(w), _flat(grad), _flat(m), _flat(v), _flat(mask),
                  beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_sqrt_bc2, eps,
                  decay, lr_l1, two_lr_l2, prox, work=w.size, serial_work=SERIAL_ELEMENTS)

@@ -104,7 +104,7 @@ def adam_update_many(
     host = (beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_sqrt_bc2, eps, decay,
             lr_l1, two_lr_l2)
     scalars = (cl.scalar(dtype, s) for s in host)
-    args = (tensors, chunks, cl.u64(nchunks), cl.u64(CHUNK), *scalars, np.int32(bool(prox)))
+    args = (tensors, chunks, cl.u64(nchunks), cl.u64(CHUNK), *scalars, np.int32(prox))
     cl.launch_blocks(cl.kernel("prox", "prox_adam", dtype), nchunks, args)
 
 
@@ -113,8 +113,8 @@ def adam_update(
     eps, decay, lr_l1, two_lr_l2, prox
 ) -> None:
     """Adam moments in place, then with ``r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps)`` (``1/psi``):
-    ``z = w*decay - step_size*m*r``; if ``prox``: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``;
-    ``w[~mask] = +0.0``."""
+    ``z = w*decay - step_size*m*r``; ``prox`` 1: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``,
+    ``prox`` 2: ``w = S(z, lr_l1) / (1 + two_lr_l2)``, ``prox`` 0: ``w = z``; ``w[~mask] = 0``."""
     adam_update_many([w], [grad], [m], [v], [mask], beta1, one_minus_beta1, beta2,
                      one_minus_beta2, step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox)
 

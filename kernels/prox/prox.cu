@@ -29,18 +29,22 @@ FR_HD void fr_sgd_element(T *w, const T *grad, T *buf, const unsigned char *mask
 }
 
 // m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g*g; r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps);
-// z = w*decay - step_size*m*r; with prox: z = S(z, lr_l1*r) / (1 + two_lr_l2*r).
+// z = w*decay - step_size*m*r; prox 1: z = S(z, lr_l1*r) / (1 + two_lr_l2*r); prox 2
+// (decoupled): z = S(z, lr_l1) / (1 + two_lr_l2).
 template <typename T, typename C>
 FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 i,
                            C beta1, C omb1, C beta2, C omb2, C step_size, C inv_sqrt_bc2, C eps,
-                           C decay, C lr_l1, C two_lr_l2, bool prox) {
+                           C decay, C lr_l1, C two_lr_l2, int prox) {
     const C g = fr_load(grad, i);
     fr_store(m, i, beta1 * fr_load(m, i) + omb1 * g);
     fr_store(v, i, beta2 * fr_load(v, i) + omb2 * g * g);
     const C mi = fr_load(m, i);  // re-read: float16 state rounds before use, as NumPy's does
     const C r = (C)1 / (sqrt(fr_load(v, i)) * inv_sqrt_bc2 + eps);
     C z = fr_load(w, i) * decay - step_size * mi * r;
-    if (prox) z = fr_soft_threshold(z, lr_l1 * r) / ((C)1 + two_lr_l2 * r);
+    if (prox) {  // 1: the prox in the Adam metric; 2: decoupled (outside it)
+        const C t = prox == 1 ? r : (C)1;
+        z = fr_soft_threshold(z, lr_l1 * t) / ((C)1 + two_lr_l2 * t);
+    }
     if (mask && !mask[i]) z = (C)0;
     fr_store(w, i, z);
 }
@@ -72,7 +76,7 @@ FR_HD void fr_sgd_quad(T *w, const T *grad, T *buf, const unsigned char *mask, f
 template <typename T, typename C>
 FR_HD void fr_adam_quad(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 q,
                         fr_u64 hi, bool vector, C beta1, C omb1, C beta2, C omb2, C step_size,
-                        C inv_sqrt_bc2, C eps, C decay, C lr_l1, C two_lr_l2, bool prox) {
+                        C inv_sqrt_bc2, C eps, C decay, C lr_l1, C two_lr_l2, int prox) {
     if (vector && q + 4 <= hi) {
         fr_quad<T> wq = fr_load_quad(w, q), mq = fr_load_quad(m, q), vq = fr_load_quad(v, q);
         const fr_quad<T> gq = fr_load_quad(grad, q);
@@ -226,7 +230,7 @@ __device__ void fr_group_scale(T *x, fr_u64 groups, fr_u64 size, long long s0, l
                                 fr_bytes4_aligned(mask);                                        \
             for (fr_u64 q = lo + 4 * threadIdx.x; q < hi; q += 4 * blockDim.x)                  \
                 fr_adam_quad(w, grad, m, v, mask, q, hi, vector, beta1, omb1, beta2, omb2,      \
-                             step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox != 0); \
+                             step_size, inv_sqrt_bc2, eps, decay, lr_l1, two_lr_l2, prox);      \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void fastreg_prox_group_##SUFFIX(T *x, fr_u64 groups, fr_u64 size,    \

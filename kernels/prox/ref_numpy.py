@@ -45,8 +45,9 @@ def adam_update(
     eps, decay, lr_l1, two_lr_l2, prox
 ) -> None:
     """Adam moments in place, then with ``r = 1 / (sqrt(v)*inv_sqrt_bc2 + eps)`` (``1/psi``):
-    ``z = w*decay - step_size*m*r``; if ``prox``: ``w = S(z, lr_l1*r) / (1 + two_lr_l2*r)``;
-    ``w[~mask] = +0.0``."""
+    ``z = w*decay - step_size*m*r``; ``prox`` 1 (the Adam metric): ``w = S(z, lr_l1*r) /
+    (1 + two_lr_l2*r)``; ``prox`` 2 (decoupled): ``w = S(z, lr_l1) / (1 + two_lr_l2)``; ``prox``
+    0: ``w = z``; then ``w[~mask] = +0.0``."""
     m *= beta1
     m += one_minus_beta1 * grad
     v *= beta2
@@ -55,7 +56,8 @@ def adam_update(
     inv_psi = one / (np.sqrt(v) * inv_sqrt_bc2 + eps)
     z = w * decay - step_size * m * inv_psi
     if prox:
-        z = _soft_threshold(z, lr_l1 * inv_psi) / (one + two_lr_l2 * inv_psi)
+        metric = inv_psi if prox == 1 else one
+        z = _soft_threshold(z, lr_l1 * metric) / (one + two_lr_l2 * metric)
     if mask is not None:
         z = np.where(mask, z, w.dtype.type(0))
     w[...] = z

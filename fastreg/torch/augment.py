@@ -1,5 +1,5 @@
-"""PyTorch front end of batch augmentation (docs/contract/ops.md): ``RandomAugment`` and
-``AugmentBatch``.
+"""PyTorch front end of batch augmentation (docs/contract/ops.md): ``RandomAugment``, the op
+``fastreg::augment_images`` behind it, and ``AugmentBatch``.
 
 ``RandomAugment`` is an ``nn.Module`` for batches already on their device (in the model or the
 training loop); ``AugmentBatch`` is a picklable ``collate_fn`` that augments whole batches inside
@@ -8,7 +8,10 @@ training loop); ``AugmentBatch`` is a picklable ``collate_fn`` that augments who
 
 CPU tensors reach the Numba kernels as NumPy views (bfloat16 as its bits, viewed as
 ``ml_dtypes.bfloat16``); CUDA tensors reach the CuPy kernels by DLPack on PyTorch's current
-stream. Augmentation transforms data: the result carries no gradient.
+stream. Augmentation transforms data: the result carries no gradient. ``fastreg::augment_images``
+is a ``torch.library`` custom op with a fake kernel, and ``RandomAugment`` advances its offset
+buffer with ``fastreg::advance_offset``, so a model holding it compiles with
+``torch.compile(fullgraph=True)`` and exports with ``torch.export`` like the other layers.
 
 Streams. A call with call index ``c`` runs ``random_affine`` at offset ``2*c + 1`` and ``augment``
 at offset ``2*c``, so the shift of one never reuses the translation words of the other
@@ -17,22 +20,23 @@ at offset ``2*c``, so the shift of one never reuses the translation words of the
 
 from __future__ import annotations
 
-import contextlib
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
+from torch.library import custom_op
 
 import fastreg
 from fastreg import _validate
 
+from ._bridge import as_array, as_tensor, on_device, seed_tensor, stream_ints
+from .layer_ops import advance_offset
+
 __all__ = ["AugmentBatch", "RandomAugment"]
 
-_MASK64 = (1 << 64) - 1
 #: Call indices wrap here, so that ``2*c + 1`` stays a uint32 offset.
 _CALLS = 1 << 31
 #: Sample ids of a collated batch: ``batch * _STRIDE + position`` (2**37 batches of up to
@@ -96,63 +100,46 @@ class _Params:
         return x
 
 
-def _bfloat16() -> Any:
-    import ml_dtypes
-
-    return ml_dtypes.bfloat16
-
-
-def _array(t: torch.Tensor) -> Any:
-    """The tensor's storage as a NumPy (CPU) or CuPy (CUDA) array: a view, never a copy."""
-    t = t.detach()
-    if t.device.type == "cpu":
-        if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: move the bits
-            return t.view(torch.int16).numpy().view(_bfloat16())
-        return t.numpy()
-    if t.device.type == "cuda":
-        import cupy
-
-        return cupy.from_dlpack(t)
-    raise TypeError(f"RandomAugment takes CPU or CUDA tensors, got a tensor on {t.device}")
-
-
-def _tensor(a: Any) -> torch.Tensor:
-    if type(a).__module__.split(".")[0] == "cupy":
-        return torch.from_dlpack(a)
-    if a.dtype == _bfloat16():
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
-
-
-@contextlib.contextmanager
-def _on_device(t: torch.Tensor) -> Iterator[None]:
-    """CuPy's current device and stream become the tensor's and PyTorch's current stream."""
-    if t.device.type != "cuda":
-        yield
-        return
-    import cupy
-
-    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    stream = torch.cuda.current_stream(index)
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
-        yield
+def _check_tensors(x: Any, sample_ids: Any) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if sample_ids is not None and not isinstance(sample_ids, torch.Tensor):
+        raise TypeError(f"sample_ids must be a torch.Tensor of integers, got "
+                        f"{type(sample_ids).__name__}")
 
 
 def _augment_tensor(params: _Params, x: torch.Tensor, seed: int, call: int,
                     sample_ids: torch.Tensor | None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    _check_tensors(x, sample_ids)
     ids = None
     if sample_ids is not None:
-        if not isinstance(sample_ids, torch.Tensor):
-            raise TypeError(f"sample_ids must be a torch.Tensor of integers, got "
-                            f"{type(sample_ids).__name__}")
         if sample_ids.device != x.device:
             raise TypeError(f"sample_ids must be on x's device {x.device}, got "
                             f"{sample_ids.device}")
-        ids = _array(sample_ids)
-    with _on_device(x):
-        return _tensor(params.apply(_array(x), seed, call, ids))
+        ids = as_array(sample_ids)
+    with on_device(x):
+        return as_tensor(params.apply(as_array(x), seed, call, ids))
+
+
+@custom_op("fastreg::augment_images", mutates_args=())
+def augment_images_op(x: torch.Tensor, sample_ids: torch.Tensor | None, seed: torch.Tensor,
+                      call: torch.Tensor, flip: bool, vertical_flip: bool, max_shift: list[int],
+                      cutout: list[int], rotation: float, zoom: float, shift: float, fill: float,
+                      interpolation: str, data_format: str) -> torch.Tensor:
+    """``augment(random_affine(x))`` at call index ``call mod 2**31`` (offsets ``2c + 1`` and
+    ``2c``) and the stream of ``seed`` (an int64 0-d tensor, two's complement)."""
+    params = _Params.of(flip, vertical_flip, tuple(max_shift), rotation, zoom, shift,
+                        tuple(cutout), fill, interpolation, data_format)
+    s, c = stream_ints(seed, call)
+    return _augment_tensor(params, x, s, c % _CALLS, sample_ids)
+
+
+@augment_images_op.register_fake
+def _(x: torch.Tensor, sample_ids: torch.Tensor | None, seed: torch.Tensor, call: torch.Tensor,
+      flip: bool, vertical_flip: bool, max_shift: list[int], cutout: list[int], rotation: float,
+      zoom: float, shift: float, fill: float, interpolation: str,
+      data_format: str) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
 def _draw_seed() -> int:
@@ -165,7 +152,8 @@ class RandomAugment(nn.Module):
 
     Training: ``y = augment(random_affine(x))`` (docs/contract/ops.md) at the layer's seed, with
     ``random_affine`` at offset ``2*c + 1`` and ``augment`` at offset ``2*c`` for call index
-    ``c``; then ``c`` advances by one (mod 2**31). Eval mode: ``y = x``. Each sample's transform
+    ``c = offset mod 2**31``; then the ``offset`` buffer advances by one (inside the graph under
+    ``torch.compile``). Eval mode: ``y = x``. Each sample's transform
     depends only on ``(seed, c, its id)``: pass ``sample_ids`` (dataset indices) to make it
     independent of batch composition. A stage whose parameters are all zero is skipped.
 
@@ -198,28 +186,21 @@ class RandomAugment(nn.Module):
         super().__init__()
         self.params = _Params.of(flip, vertical_flip, max_shift, rotation, zoom, shift, cutout,
                                  fill, interpolation, data_format)
-        self._seed = _draw_seed() if seed is None else _validate.check_seed(seed)
-        self._offset = 0
-        signed = self._seed - (1 << 64) if self._seed >= 1 << 63 else self._seed
-        self.register_buffer("seed", torch.tensor(signed, dtype=torch.int64))
+        seed = _draw_seed() if seed is None else _validate.check_seed(seed)
+        self.register_buffer("seed", seed_tensor(seed))
         self.register_buffer("offset", torch.zeros((), dtype=torch.int64))
 
     def forward(self, x: torch.Tensor, sample_ids: torch.Tensor | None = None) -> torch.Tensor:
+        _check_tensors(x, sample_ids)
         if not self.training:
             return x
-        call = self._offset
-        y = _augment_tensor(self.params, x, self._seed, call, sample_ids)
-        self._offset = (call + 1) % _CALLS
-        self.offset.fill_(self._offset)
-        return y
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        self._seed = int(self.seed) & _MASK64
-        self._offset = int(self.offset) % _CALLS
+        p = self.params
+        return augment_images_op(x, sample_ids, self.seed, advance_offset(self.offset), p.flip,
+                                 p.vertical_flip, list(p.max_shift), list(p.cutout), p.rotation,
+                                 p.zoom, p.shift, p.fill, p.interpolation, p.data_format)
 
     def extra_repr(self) -> str:
-        return f"{self.params}, seed={self._seed:#x}, offset={self._offset}"
+        return str(self.params)
 
 
 class AugmentBatch:

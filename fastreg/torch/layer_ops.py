@@ -1,0 +1,394 @@
+"""The layers' custom ops (``torch.library``, namespace ``fastreg``): real, fake and autograd.
+
+Each op is a ``torch.library.custom_op`` with a fake kernel (shapes only, for ``torch.compile``
+and ``torch.export``) and an autograd formula registered with ``register_autograd``, whose
+backward is again a custom op. The seed and the call index are int64 0-d tensors, so graphs do
+not specialize on them; ``fastreg::advance_offset`` is the one mutating op: it returns the index
+a call uses as a new tensor and advances the buffer, outside the differentiable op (which
+``register_autograd`` requires), so the backward regenerates the forward's mask even where
+Inductor reorders the buffer update.
+
+CPU kernels. With the numba backend the GEMMs run in PyTorch itself (``torch.mm``, in PyTorch's
+own thread pool, exactly like ``nn.Linear``), and fastreg's Numba kernels do the epilogues
+(bias, activation, mask, scale; ``dense_epilogue`` / ``dense_preact_grad``) and the weight
+masks (``dropout_apply``, ``dropout_apply_pair`` on the salt-1 stream); the masks are those of
+``fastreg.dropout_mask`` bit for bit. With the numpy backend, and on CUDA (CuPy by DLPack), the
+ops call fastreg's array API. No mask is stored: backward regenerates it from ``(seed, offset)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.library import custom_op
+
+from .. import _backends, _validate
+from ..dense import dense_dropout as _api_dense_dropout
+from ..dense import dense_dropout_backward as _api_dense_dropout_backward
+from ..dropconnect import dropconnect as _api_dropconnect
+from ..dropconnect import dropconnect_backward as _api_dropconnect_backward
+from ..dropout import dropout as _api_dropout
+from ..random import SALT_DROPCONNECT, SALT_DROPOUT, dropout_scale, kernel_threshold
+from ._bridge import as_array, as_tensor, compute_dtype, cpu_backend, on_device, stream_ints
+
+__all__ = [
+    "advance_offset",
+    "dense_dropout_backward_op",
+    "dense_dropout_op",
+    "dropconnect_backward_op",
+    "dropconnect_op",
+    "dropout_backward_op",
+    "dropout_op",
+]
+
+Tensor = torch.Tensor
+
+
+def _twin(family: str, backend: str) -> Any:
+    return _backends.twin(family, backend)
+
+
+def _wide(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return t if t is None or t.dtype is dtype else t.to(dtype)
+
+
+def _narrow(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """The float32 result of a 16-bit op rounded once to the storage type."""
+    return t if t.dtype is dtype else t.to(dtype)
+
+
+def _numba(t: Tensor, a: Any) -> bool:
+    return t.device.type == "cpu" and cpu_backend(a) == "numba"
+
+
+# ------------------------------------------------------------------------------ call index
+
+
+@custom_op("fastreg::advance_offset", mutates_args=("offset",))
+def advance_offset(offset: Tensor) -> Tensor:
+    """Return the call index ``offset`` holds (a new tensor) and advance the buffer by one, mod
+    ``2**32`` (docs/contract/random-stream.md: the offset is a uint32)."""
+    index = offset.clone()
+    offset.add_(1).bitwise_and_(0xFFFFFFFF)
+    return index
+
+
+@advance_offset.register_fake
+def _(offset: Tensor) -> Tensor:
+    return torch.empty_like(offset)
+
+
+# ------------------------------------------------------------------------------ dropout
+
+
+def _dropout_run(x: Tensor, p: float, seed: Tensor, offset: Tensor,
+                 noise_shape: list[int] | None) -> Tensor:
+    """``where(keep, x * scale, +0.0)``: forward and backward are the same select."""
+    if p == 0.0:
+        return x.clone()  # an op's output never aliases its input
+    s, o = stream_ints(seed, offset)
+    wide = compute_dtype(x)
+    xw = _wide(x, wide)
+    with on_device(xw):
+        a = as_array(xw)
+        if noise_shape is None and _numba(x, a):
+            out = torch.empty(x.shape, dtype=wide)
+            flat = a.reshape(-1) if a.flags.c_contiguous else xw.contiguous().numpy().reshape(-1)
+            _twin("dropout", "numba").dropout_apply(
+                flat, out.numpy().reshape(-1), s & 0xFFFFFFFF, s >> 32, SALT_DROPOUT, o,
+                kernel_threshold(p), dropout_scale(p, flat.dtype))
+        else:
+            shape = None if noise_shape is None else tuple(noise_shape)
+            out = as_tensor(_api_dropout(a, p, seed=s, offset=o, noise_shape=shape))
+            if out.data_ptr() == xw.data_ptr():
+                out = out.clone()
+    return _narrow(out, x.dtype)
+
+
+@custom_op("fastreg::dropout", mutates_args=())
+def dropout_op(x: Tensor, p: float, seed: Tensor, offset: Tensor,
+               noise_shape: list[int] | None) -> Tensor:
+    """``y = where(bits(i) >= threshold, x / (1 - p), +0.0)`` on the salt-0 stream."""
+    return _dropout_run(x, p, seed, offset, noise_shape)
+
+
+@custom_op("fastreg::dropout_backward", mutates_args=())
+def dropout_backward_op(dy: Tensor, p: float, seed: Tensor, offset: Tensor,
+                        noise_shape: list[int] | None) -> Tensor:
+    """``dx = where(keep, dy / (1 - p), +0.0)``, the mask regenerated."""
+    return _dropout_run(dy, p, seed, offset, noise_shape)
+
+
+@dropout_op.register_fake
+def _(x: Tensor, p: float, seed: Tensor, offset: Tensor, noise_shape: list[int] | None) -> Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@dropout_backward_op.register_fake
+def _(dy: Tensor, p: float, seed: Tensor, offset: Tensor,
+      noise_shape: list[int] | None) -> Tensor:
+    return torch.empty(dy.shape, dtype=dy.dtype, device=dy.device)
+
+
+def _dropout_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    _, ctx.p, seed, offset, ctx.noise_shape = inputs
+    ctx.save_for_backward(seed, offset)
+
+
+def _dropout_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
+    seed, offset = ctx.saved_tensors
+    return dropout_backward_op(dy, ctx.p, seed, offset, ctx.noise_shape), None, None, None, None
+
+
+# The backward is linear in dy with the same mask: its own gradient is itself.
+dropout_op.register_autograd(_dropout_grad, setup_context=_dropout_setup)
+dropout_backward_op.register_autograd(_dropout_grad, setup_context=_dropout_setup)
+
+
+# ------------------------------------------------------------------------------ dense_dropout
+
+
+def check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """ValueError/TypeError unless ``x (..., K)``, ``weight (N, K)``, ``bias (N,)`` chain and
+    share one float dtype and device."""
+    from ._bridge import check_float
+
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is not None:
+            check_float(t, name)
+    if x.dim() < 1 or weight.dim() != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"x (..., in_features) and weight (out_features, in_features) do not "
+                         f"chain: x {tuple(x.shape)}, weight {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
+
+
+def _rows(x: Tensor) -> Tensor:
+    """``x (..., K)`` as ``(M, K)``: a view when the layout allows."""
+    return x.reshape(-1, x.shape[-1])
+
+
+@custom_op("fastreg::dense_dropout", mutates_args=())
+def dense_dropout_op(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, seed: Tensor,
+                     offset: Tensor, activation: str) -> tuple[Tensor, Tensor]:
+    """``(y, z)``: ``y = where(keep, act(x @ weight.T + bias) / (1 - p), +0.0)`` and, for gelu,
+    ``z = x @ weight.T + bias`` (an empty tensor otherwise)."""
+    check_linear(x, weight, bias)
+    s, o = stream_ints(seed, offset)
+    gelu = activation == "gelu"
+    wide = compute_dtype(x)
+    xw, ww, bw = _wide(x, wide), _wide(weight, wide), _wide(bias, wide)
+    shape = (*x.shape[:-1], weight.shape[0])
+    with on_device(xw):
+        wa = as_array(ww)
+        if _numba(x, wa):
+            y = torch.mm(_rows(xw), ww.t())
+            z = torch.empty_like(y) if gelu else None
+            _twin("dense", "numba").dense_epilogue(
+                y.numpy(), None if z is None else z.numpy(),
+                None if bw is None else as_array(bw), activation, s & 0xFFFFFFFF, s >> 32,
+                SALT_DROPOUT, o, kernel_threshold(p), dropout_scale(p, wa.dtype))
+        else:
+            result = _api_dense_dropout(
+                as_array(xw), wa.T, None if bw is None else as_array(bw), p=p, seed=s,
+                offset=o, activation=activation, return_preact=gelu)
+            y, z = (as_tensor(result[0]), as_tensor(result[1])) if gelu else (as_tensor(result),
+                                                                               None)
+    y = _narrow(y.reshape(shape), x.dtype)
+    z = x.new_empty(0) if z is None else _narrow(z.reshape(shape), x.dtype)
+    return y, z
+
+
+@dense_dropout_op.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, seed: Tensor, offset: Tensor,
+      activation: str) -> tuple[Tensor, Tensor]:
+    check_linear(x, weight, bias)
+    shape = (*x.shape[:-1], weight.shape[0])
+    return x.new_empty(shape), x.new_empty(shape if activation == "gelu" else (0,))
+
+
+@custom_op("fastreg::dense_dropout_backward", mutates_args=())
+def dense_dropout_backward_op(dy: Tensor, x: Tensor, weight: Tensor, y: Tensor, z: Tensor,
+                              p: float, seed: Tensor, offset: Tensor, activation: str,
+                              need_dx: bool, need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dW, db)`` in PyTorch's layout (``dW`` like ``weight``); ``dx``/``dW`` are empty
+    when not needed (their GEMMs are skipped)."""
+    s, o = stream_ints(seed, offset)
+    wide = compute_dtype(x)
+    dyw, xw, ww, yw = (_wide(t, wide) for t in (dy, x, weight, y))
+    zw = _wide(z, wide) if activation == "gelu" else None
+    n = weight.shape[0]
+    with on_device(xw):
+        wa = as_array(ww)
+        if _numba(x, wa):
+            dz, db = _twin("dense", "numba").dense_preact_grad(
+                as_array(_rows_n(dyw, n)), as_array(_rows_n(yw, n)),
+                None if zw is None else as_array(_rows_n(zw, n)), activation, s & 0xFFFFFFFF,
+                s >> 32, SALT_DROPOUT, o, kernel_threshold(p), dropout_scale(p, wa.dtype))
+            dzt = torch.from_numpy(dz)
+            dx = torch.mm(dzt, ww).reshape(x.shape) if need_dx else None
+            dw = torch.mm(dzt.t(), _rows(xw)) if need_dw else None
+            db = torch.from_numpy(db)
+        else:
+            dxa, dWa, dba = _api_dense_dropout_backward(
+                as_array(dyw), as_array(xw), wa.T, as_array(yw), p=p, seed=s, offset=o,
+                activation=activation, z=None if zw is None else as_array(zw))
+            dx, dw, db = as_tensor(dxa), as_tensor(dWa).t(), as_tensor(dba)
+    dx = _narrow(dx.contiguous(), x.dtype) if need_dx else x.new_empty(0)
+    dw = _narrow(dw.contiguous(), x.dtype) if need_dw else x.new_empty(0)
+    return dx, dw, _narrow(db, x.dtype)
+
+
+def _rows_n(t: Tensor, n: int) -> Tensor:
+    return t.reshape(-1, n)
+
+
+@dense_dropout_backward_op.register_fake
+def _(dy: Tensor, x: Tensor, weight: Tensor, y: Tensor, z: Tensor, p: float, seed: Tensor,
+      offset: Tensor, activation: str, need_dx: bool,
+      need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return (x.new_empty(x.shape if need_dx else (0,)),
+            x.new_empty(weight.shape if need_dw else (0,)), x.new_empty(weight.shape[0]))
+
+
+def _dense_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    x, weight, bias, ctx.p, seed, offset, ctx.activation = inputs
+    ctx.has_bias = bias is not None
+    y, z = output
+    ctx.save_for_backward(x, weight, y, z, seed, offset)
+
+
+def _dense_grad(ctx: Any, dy: Tensor, _dz: Any) -> tuple[Any, ...]:
+    x, weight, y, z, seed, offset = ctx.saved_tensors
+    need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+    dx, dw, db = dense_dropout_backward_op(dy, x, weight, y, z, ctx.p, seed, offset,
+                                           ctx.activation, need_dx, need_dw)
+    return (dx if need_dx else None, dw if need_dw else None,
+            db if ctx.has_bias and need_db else None, None, None, None, None)
+
+
+dense_dropout_op.register_autograd(_dense_grad, setup_context=_dense_setup)
+
+
+# ------------------------------------------------------------------------------ DropConnect
+
+
+def _masked_kn(weight: Tensor, s: int, o: int, p: float, grad_kn: Tensor | None) -> Tensor:
+    """``W = weight.T`` in C order (K, N), masked in place on the salt-1 stream (element
+    ``k*N + n``): ``select(keep, W * scale, +0.0)``; ``grad_kn`` (K, N), when given, is masked
+    in the same pass over the words."""
+    wc = weight.t().clone(memory_format=torch.contiguous_format)  # always a copy: masked below
+    flat = wc.numpy().reshape(-1)
+    stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
+              dropout_scale(p, flat.dtype))
+    twin = _twin("dropout", "numba")
+    if grad_kn is None:
+        twin.dropout_apply(flat, flat, *stream)
+    else:
+        twin.dropout_apply_pair(flat, flat, grad_kn.numpy().reshape(-1), *stream)
+    return wc
+
+
+@custom_op("fastreg::dropconnect", mutates_args=())
+def dropconnect_op(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, seed: Tensor,
+                   offset: Tensor, per_example: bool) -> Tensor:
+    """``y = x @ (weight * M / (1 - p)).T + bias``, ``M`` per call or per example."""
+    check_linear(x, weight, bias)
+    s, o = stream_ints(seed, offset)
+    wide = compute_dtype(x)
+    xw, ww, bw = _wide(x, wide), _wide(weight, wide), _wide(bias, wide)
+    shape = (*x.shape[:-1], weight.shape[0])
+    with on_device(xw):
+        wa = as_array(ww)
+        if _numba(x, wa) and not per_example:
+            wm = _masked_kn(ww, s, o, p, None)
+            x2 = _rows(xw)
+            y = torch.mm(x2, wm) if bw is None else torch.addmm(bw, x2, wm)
+        elif _numba(x, wa):
+            stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
+                      dropout_scale(p, wa.dtype))
+            y = torch.from_numpy(_twin("dropconnect", "numba").example_forward(
+                as_array(_rows(xw).contiguous()), as_array(ww.t().contiguous()),
+                None if bw is None else as_array(bw), *stream))
+        else:
+            y = as_tensor(_api_dropconnect(
+                as_array(xw), wa.T, None if bw is None else as_array(bw), p=p, seed=s,
+                offset=o, per_example=per_example))
+    return _narrow(y.reshape(shape), x.dtype)
+
+
+@dropconnect_op.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, seed: Tensor, offset: Tensor,
+      per_example: bool) -> Tensor:
+    check_linear(x, weight, bias)
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+@custom_op("fastreg::dropconnect_backward", mutates_args=())
+def dropconnect_backward_op(dy: Tensor, x: Tensor, weight: Tensor, p: float, seed: Tensor,
+                            offset: Tensor, per_example: bool, need_dx: bool,
+                            need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dW, db)`` of :func:`dropconnect_op` in PyTorch's layout, the masks regenerated."""
+    s, o = stream_ints(seed, offset)
+    wide = compute_dtype(x)
+    dyw, xw, ww = (_wide(t, wide) for t in (dy, x, weight))
+    n = weight.shape[0]
+    dy2, x2 = dyw.reshape(-1, n), _rows(xw)
+    with on_device(xw):
+        wa = as_array(ww)
+        if _numba(x, wa) and not per_example:
+            dw_kn = torch.mm(x2.t(), dy2)
+            wm = _masked_kn(ww, s, o, p, dw_kn)
+            dx = torch.mm(dy2, wm.t()).reshape(x.shape) if need_dx else None
+            dw = dw_kn.t()
+            db = dy2.sum(0)
+        elif _numba(x, wa):
+            stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
+                      dropout_scale(p, wa.dtype))
+            dxa, dWa = _twin("dropconnect", "numba").example_backward(
+                as_array(dy2.contiguous()), as_array(x2.contiguous()),
+                as_array(ww.t().contiguous()), *stream)
+            dx, dw, db = torch.from_numpy(dxa).reshape(x.shape), torch.from_numpy(dWa).t(), \
+                dy2.sum(0)
+        else:
+            dxa, dWa, dba = _api_dropconnect_backward(
+                as_array(dyw), as_array(xw), wa.T, p=p, seed=s, offset=o, per_example=per_example)
+            dx, dw, db = as_tensor(dxa), as_tensor(dWa).t(), as_tensor(dba)
+    dx = _narrow(dx.contiguous(), x.dtype) if need_dx else x.new_empty(0)
+    dw = _narrow(dw.contiguous(), x.dtype) if need_dw else x.new_empty(0)
+    return dx, dw, _narrow(db, x.dtype)
+
+
+@dropconnect_backward_op.register_fake
+def _(dy: Tensor, x: Tensor, weight: Tensor, p: float, seed: Tensor, offset: Tensor,
+      per_example: bool, need_dx: bool, need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return (x.new_empty(x.shape if need_dx else (0,)),
+            x.new_empty(weight.shape if need_dw else (0,)), x.new_empty(weight.shape[0]))
+
+
+def _dropconnect_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    x, weight, bias, ctx.p, seed, offset, ctx.per_example = inputs
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(x, weight, seed, offset)
+
+
+def _dropconnect_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
+    x, weight, seed, offset = ctx.saved_tensors
+    need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+    dx, dw, db = dropconnect_backward_op(dy, x, weight, ctx.p, seed, offset, ctx.per_example,
+                                         need_dx, need_dw)
+    return (dx if need_dx else None, dw if need_dw else None,
+            db if ctx.has_bias and need_db else None, None, None, None, None)
+
+
+dropconnect_op.register_autograd(_dropconnect_grad, setup_context=_dropconnect_setup)
+
+
+def resolve_noise_shape(noise_shape: Any, shape: tuple[int, ...]) -> list[int] | None:
+    """Keras ``noise_shape`` (None entries = x's size) as the op's list of ints, validated."""
+    dims = _validate.check_noise_shape(noise_shape, shape)
+    return None if dims is None else list(dims)
