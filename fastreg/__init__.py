@@ -38,4 +38,4 @@ from .random import RNG_SPEC_VERSION as RNG_SPEC_VERSION
 from .random import philox4x32 as philox4x32
 from .random import random_bits as random_bits
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
