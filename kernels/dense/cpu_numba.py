@@ -25,9 +25,9 @@ _MASK32 = 0xFFFFFFFF
 #: Philox blocks per tile: the words of a tile (4*TILE uint32, 8 KiB) stay in L1.
 TILE = 512
 #: Outputs smaller than this run their pass on the calling thread: single-threaded the pass
-#: costs ~1.6 ns/element (MNIST's 128x500 layer: 0.10 ms), while a parallel launch costs ~32 us
-#: even for no work and waking the Numba pool right after a BLAS call that used both cores
-#: measured up to 7 ms on the loaded box.
+#: costs ~1.6 ns/element (MNIST's 128x500 layer: 0.10 ms), while handing a job to fastreg's pool
+#: costs ~20-40 us (waking a blocked worker; Numba's OpenMP launch, measured when this was set,
+#: cost ~32 us, and up to 7 ms right after a BLAS call that used both cores).
 SERIAL_ELEMENTS = 1 << 17
 #: Backward: at most this many row chunks, each with a float64 partial bias gradient of N entries;
 #: a fixed split (not one per thread) keeps ``db`` independent of the thread count.

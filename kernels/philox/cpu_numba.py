@@ -95,7 +95,7 @@ def fill_words(words, first_block, count, salt, offset, k0, k1):
     """Words of ``count`` consecutive blocks from ``first_block`` into the uint32 array ``words``
     (C-contiguous, at least ``4*count`` long): ``words[t] = bits(4*first_block + t)``.
 
-    The vectorized tile filler: compiled on its own (not inlined into a parfor), so LLVM
+    The vectorized tile filler: compiled on its own (not inlined into its caller's loop), so LLVM
     vectorizes it whatever loop calls it. ``salt``, ``offset``, ``k0`` and ``k1`` are uint64.
     """
     pairs = words[: 4 * count].view(np.uint64)

@@ -31,8 +31,9 @@ from . import NORM_RESCALE_BELOW
 
 #: Elements per parallel task: 128 KiB of float32 per array, so tasks are few and even.
 CHUNK = 1 << 15
-#: Single arrays up to this size are updated on the calling thread: a parallel launch costs
-#: ~20 us on the 2-core VM. Measured serial vs parallel (cache-resident float32): prox-SGD
+#: Single arrays up to this size are updated on the calling thread: handing a job to fastreg's
+#: pool costs ~20-40 us on the 2-core VM. Measured (under Numba's earlier OpenMP launch) serial vs
+#: parallel (cache-resident float32): prox-SGD
 #: 17 vs 31 us at 64k elements (even at 256k), prox-Adam 49 vs 55 us at 64k, 94 vs 71 at 128k.
 SERIAL_ELEMENTS = 1 << 16
 #: Groups per task when groups are columns (their elements are a row apart).
