@@ -43,11 +43,11 @@ def as_array(t: torch.Tensor) -> Any:
     t = t.detach()
     if t.is_neg():  # a lazily negated view has no array form; materialize it
         t = t.resolve_neg()
-    if t.device.type == "cpu":
+    if t.is_cpu:  # (not t.device.type: building the device object costs ~0.8 us)
         if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: the bits, as ml_dtypes'
             return _bfloat16_view(t.view(torch.int16).numpy())
         return t.numpy()
-    if t.device.type == "cuda":
+    if t.is_cuda:
         import cupy
 
         if t.dtype == torch.bfloat16:
@@ -84,7 +84,7 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
     """The dtype the kernels get ``t``'s op in: float32 for 16-bit storage on the CPU (the
     NumPy API's CPU twins take float32/float64), else ``t``'s own (the CUDA kernels take
     float16 and bfloat16 and compute them in float32 themselves)."""
-    if t.device.type == "cuda":
+    if t.is_cuda:
         return t.dtype
     return _WIDE.get(t.dtype, t.dtype)
 
@@ -102,13 +102,23 @@ def cpu_backend(a: Any) -> str:
     return _backends.resolve(None, x=a)
 
 
-@contextlib.contextmanager
-def on_device(t: torch.Tensor) -> Iterator[None]:
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """The context of an op's kernels: autocast off (an op's own GEMMs compute in its compute
     dtype; autocast stays on for the thread while the op runs), and for a CUDA tensor CuPy's
     current device and stream become the tensor's device and PyTorch's current stream there,
-    so kernels queue behind PyTorch's work without a sync."""
-    device = t.device.type
+    so kernels queue behind PyTorch's work without a sync. A CPU tensor without autocast gets
+    a shared empty context (no generator to build: ~3 us less per op)."""
+    device = "cpu" if t.is_cpu else t.device.type
+    if device == "cpu" and not torch.is_autocast_enabled("cpu"):
+        return _NO_CONTEXT
+    return _device_context(t, device)
+
+
+@contextlib.contextmanager
+def _device_context(t: torch.Tensor, device: str) -> Iterator[None]:
     if torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False), on_device(t):
             yield
@@ -146,7 +156,7 @@ def offset_tensor(offset: Any, device: Any = None) -> torch.Tensor:
 def stream_ints(seed: torch.Tensor, offset: torch.Tensor) -> tuple[int, int]:
     """``(seed, offset)`` as Python ints in ``[0, 2**64)`` and ``[0, 2**32)`` (one read; a
     CUDA pair is read in one device-to-host copy)."""
-    if seed.device.type == "cpu" and offset.device.type == "cpu":
+    if seed.is_cpu and offset.is_cpu:
         return int(seed) & MASK64, int(offset) & MASK32
     pair = torch.stack((seed.reshape(()), offset.reshape(()))).tolist()
     return pair[0] & MASK64, pair[1] & MASK32
@@ -181,7 +191,7 @@ def rank_seed(seed: int, rank: int | None = None) -> int:
     if rank is None:
         rank = distributed_rank()
     rank = _validate.check_int_at_least(rank, "rank", 0)
-    return seed ^ ((rank * _RANK_MULTIPLIER) & MASK64)
+    return seed ^ _rank_key(rank)
 
 
 def rank_seed_tensor(seed: torch.Tensor) -> torch.Tensor:
@@ -189,7 +199,18 @@ def rank_seed_tensor(seed: torch.Tensor) -> torch.Tensor:
     rank = distributed_rank()
     if rank == 0:
         return seed
-    return torch.bitwise_xor(seed, _as_int64((rank * _RANK_MULTIPLIER) & MASK64))
+    return torch.bitwise_xor(seed, _as_int64(_rank_key(rank)))
+
+
+def rank_seed_int(seed: int) -> int:
+    """:func:`rank_seed` of this process's rank on a seed already in ``[0, 2**64)``, unchecked
+    (the eager fast path's twin of :func:`rank_seed_tensor`: the same bits)."""
+    rank = distributed_rank()
+    return seed if rank == 0 else seed ^ _rank_key(rank)
+
+
+def _rank_key(rank: int) -> int:
+    return (rank * _RANK_MULTIPLIER) & MASK64
 
 
 def refuse_functorch(*tensors: torch.Tensor | None) -> None:

@@ -13,8 +13,15 @@ from torch import nn
 
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
+from . import _eager
 from ._bridge import offset_tensor, refuse_functorch, seed_tensor
-from .layer_ops import dense_dropout_op, dropconnect_op, dropout_op, resolve_noise_shape
+from .layer_ops import (
+    check_linear,
+    dense_dropout_op,
+    dropconnect_op,
+    dropout_op,
+    resolve_noise_shape,
+)
 
 __all__ = ["dense_dropout", "dropconnect", "dropout"]
 
@@ -54,6 +61,9 @@ def dropout(x: torch.Tensor, p: float, *, seed: Any, offset: Any = 0, training: 
     """
     if not _validate.check_bool(training, "training") or _validate.check_probability(p) == 0.0:
         return x
+    if _eager.eager(x, seed, offset):  # the same implementation, without the dispatcher
+        shape = resolve_noise_shape(noise_shape, tuple(x.shape))
+        return _eager.dropout(x, float(p), *_eager.stream_of(seed, offset), shape)
     refuse_functorch(x)
     shape = resolve_noise_shape(noise_shape, tuple(x.shape))
     return dropout_op(x, float(p), seed_tensor(seed), offset_tensor(offset), shape)
@@ -94,6 +104,10 @@ def dense_dropout(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     activation = _validate.check_choice(activation, "activation", ACTIVATIONS)
     if not _validate.check_bool(training, "training"):
         p = 0.0
+    if _eager.eager(x, weight, bias, seed, offset):
+        check_linear(x, weight, bias)
+        return _eager.dense_dropout(x, weight, bias, p, *_eager.stream_of(seed, offset),
+                                    activation)
     refuse_functorch(x, weight, bias)
     return dense_dropout_op(x, weight, bias, p, seed_tensor(seed), offset_tensor(offset),
                             activation)[0]
@@ -135,6 +149,10 @@ def dropconnect(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     per_example = _validate.check_bool(per_example, "per_example")
     if not _validate.check_bool(training, "training") or p == 0.0:
         return nn.functional.linear(x, weight, bias)
+    if _eager.eager(x, weight, bias, seed, offset):
+        check_linear(x, weight, bias)
+        return _eager.dropconnect(x, weight, bias, p, *_eager.stream_of(seed, offset),
+                                  per_example)
     refuse_functorch(x, weight, bias)
     return dropconnect_op(x, weight, bias, p, seed_tensor(seed), offset_tensor(offset),
                           per_example)

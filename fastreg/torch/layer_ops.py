@@ -82,12 +82,12 @@ def _(offset: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------ dropout
 
 
-def _dropout_run(x: Tensor, p: float, seed: Tensor, offset: Tensor,
-                 noise_shape: list[int] | None) -> Tensor:
-    """``where(keep, x * scale, +0.0)``: forward and backward are the same select."""
+def dropout_run(x: Tensor, p: float, s: int, o: int, noise_shape: list[int] | None) -> Tensor:
+    """``where(keep, x * scale, +0.0)`` at stream ``(s, o)`` (Python ints): forward and
+    backward are the same select. The implementation of ``fastreg::dropout`` and its backward,
+    shared with the eager fast path (``_eager``)."""
     if p == 0.0:
         return x.clone()  # an op's output never aliases its input
-    s, o = stream_ints(seed, offset)
     wide = compute_dtype(x)
     xw = _wide(x, wide)
     with on_device(xw):
@@ -110,14 +110,14 @@ def _dropout_run(x: Tensor, p: float, seed: Tensor, offset: Tensor,
 def dropout_op(x: Tensor, p: float, seed: Tensor, offset: Tensor,
                noise_shape: list[int] | None) -> Tensor:
     """``y = where(bits(i) >= threshold, x / (1 - p), +0.0)`` on the salt-0 stream."""
-    return _dropout_run(x, p, seed, offset, noise_shape)
+    return dropout_run(x, p, *stream_ints(seed, offset), noise_shape)
 
 
 @custom_op("fastreg::dropout_backward", mutates_args=())
 def dropout_backward_op(dy: Tensor, p: float, seed: Tensor, offset: Tensor,
                         noise_shape: list[int] | None) -> Tensor:
     """``dx = where(keep, dy / (1 - p), +0.0)``, the mask regenerated."""
-    return _dropout_run(dy, p, seed, offset, noise_shape)
+    return dropout_run(dy, p, *stream_ints(seed, offset), noise_shape)
 
 
 @dropout_op.register_fake
@@ -178,7 +178,13 @@ def dense_dropout_op(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, s
     """``(y, z)``: ``y = where(keep, act(x @ weight.T + bias) / (1 - p), +0.0)`` and, for gelu,
     ``z = x @ weight.T + bias`` (an empty tensor otherwise)."""
     check_linear(x, weight, bias)
-    s, o = stream_ints(seed, offset)
+    return dense_forward(x, weight, bias, p, *stream_ints(seed, offset), activation)
+
+
+def dense_forward(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, s: int, o: int,
+                  activation: str) -> tuple[Tensor, Tensor]:
+    """The implementation of ``fastreg::dense_dropout`` at stream ``(s, o)`` (Python ints),
+    shared with the eager fast path; the arguments are checked (:func:`check_linear`)."""
     gelu = activation == "gelu"
     wide = compute_dtype(x)
     xw, ww, bw = _wide(x, wide), _wide(weight, wide), _wide(bias, wide)
@@ -217,7 +223,15 @@ def dense_dropout_backward_op(dy: Tensor, x: Tensor, weight: Tensor, y: Tensor, 
                               need_dx: bool, need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, dW, db)`` in PyTorch's layout (``dW`` like ``weight``); ``dx``/``dW`` are empty
     when not needed (their GEMMs are skipped)."""
-    s, o = stream_ints(seed, offset)
+    return dense_backward(dy, x, weight, y, z, p, *stream_ints(seed, offset), activation,
+                          need_dx, need_dw)
+
+
+def dense_backward(dy: Tensor, x: Tensor, weight: Tensor, y: Tensor, z: Tensor, p: float,
+                   s: int, o: int, activation: str, need_dx: bool,
+                   need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The implementation of ``fastreg::dense_dropout_backward`` at stream ``(s, o)``, shared
+    with the eager fast path."""
     wide = compute_dtype(x)
     dyw, xw, ww, yw = (_wide(t, wide) for t in (dy, x, weight, y))
     zw = _wide(z, wide) if activation == "gelu" else None
@@ -298,7 +312,13 @@ def dropconnect_op(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, see
                    offset: Tensor, per_example: bool) -> Tensor:
     """``y = x @ (weight * M / (1 - p)).T + bias``, ``M`` per call or per example."""
     check_linear(x, weight, bias)
-    s, o = stream_ints(seed, offset)
+    return dropconnect_forward(x, weight, bias, p, *stream_ints(seed, offset), per_example)
+
+
+def dropconnect_forward(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, s: int,
+                        o: int, per_example: bool) -> Tensor:
+    """The implementation of ``fastreg::dropconnect`` at stream ``(s, o)`` (Python ints),
+    shared with the eager fast path; the arguments are checked (:func:`check_linear`)."""
     wide = compute_dtype(x)
     xw, ww, bw = _wide(x, wide), _wide(weight, wide), _wide(bias, wide)
     shape = (*x.shape[:-1], weight.shape[0])
@@ -333,7 +353,15 @@ def dropconnect_backward_op(dy: Tensor, x: Tensor, weight: Tensor, p: float, see
                             offset: Tensor, per_example: bool, need_dx: bool,
                             need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``(dx, dW, db)`` of :func:`dropconnect_op` in PyTorch's layout, the masks regenerated."""
-    s, o = stream_ints(seed, offset)
+    return dropconnect_backward(dy, x, weight, p, *stream_ints(seed, offset), per_example,
+                                need_dx, need_dw)
+
+
+def dropconnect_backward(dy: Tensor, x: Tensor, weight: Tensor, p: float, s: int, o: int,
+                         per_example: bool, need_dx: bool,
+                         need_dw: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The implementation of ``fastreg::dropconnect_backward`` at stream ``(s, o)``, shared
+    with the eager fast path."""
     wide = compute_dtype(x)
     dyw, xw, ww = (_wide(t, wide) for t in (dy, x, weight))
     n = weight.shape[0]

@@ -32,9 +32,11 @@ from torch import nn
 
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
-from ._bridge import MASK64, rank_seed_tensor, refuse_functorch
+from . import _eager
+from ._bridge import MASK64, rank_seed_tensor, refuse_functorch, stream_ints
 from .layer_ops import (
     advance_offset,
+    check_linear,
     dense_dropout_op,
     dropconnect_op,
     dropout_op,
@@ -68,6 +70,15 @@ class _RandomStream(nn.Module):
         """``(rank_seed(seed), index)`` for this call: ``index`` is a new tensor holding the
         offset before the buffer advanced (never the buffer itself, which later calls mutate)."""
         return rank_seed_tensor(self.seed), advance_offset(self.offset)
+
+    def _eager(self, *tensors: torch.Tensor | None) -> bool:
+        """Whether this call takes the eager fast path (``_eager.eager``)."""
+        return _eager.eager(*tensors, self.seed, self.offset)
+
+    def _next_ints(self) -> tuple[int, int]:
+        """:meth:`_next_stream` on the fast path: the same stream as Python ints, the offset
+        buffer advanced in place to the same value."""
+        return _eager.module_stream(self.seed, self.offset)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, local_metadata: Any,
                               strict: bool, missing_keys: list[str], *args: Any) -> None:
@@ -116,13 +127,17 @@ class Dropout(_RandomStream):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        refuse_functorch(x)
-        seed, index = self._next_stream()
+        fast = self._eager(x)
+        if not fast:
+            refuse_functorch(x)
+        seed, index = self._next_ints() if fast else self._next_stream()
         if self.p == 0.0:
             return x
         shape = None
         if self.noise_shape is not None:
             shape = resolve_noise_shape(self.noise_shape, tuple(x.shape))
+        if fast:
+            return _eager.dropout(x, self.p, seed, index, shape)
         return dropout_op(x, self.p, seed, index, shape)
 
     def extra_repr(self) -> str:
@@ -199,8 +214,15 @@ class DenseDropout(_Linear):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        refuse_functorch(x, self.weight)
         weight, bias = self._parameters_for(x)
+        if self._eager(x, weight, bias):
+            check_linear(x, weight, bias)  # before the offset advances
+            if self.training:
+                p, (seed, index) = self.p, self._next_ints()
+            else:  # p = 0 draws nothing; the stream is read as the op path reads it
+                p, (seed, index) = 0.0, stream_ints(self.seed, self.offset)
+            return _eager.dense_dropout(x, weight, bias, p, seed, index, self.activation)
+        refuse_functorch(x, self.weight)
         if self.training:
             seed, index = self._next_stream()
             return dense_dropout_op(x, weight, bias, self.p, seed, index, self.activation)[0]
@@ -251,6 +273,13 @@ class DropConnectLinear(_Linear):
         weight, bias = self._parameters_for(x)
         if not self.training:
             return nn.functional.linear(x, weight, bias)
+        if self._eager(x, weight, bias):
+            if self.p != 0.0:
+                check_linear(x, weight, bias)  # before the offset advances
+            seed, index = self._next_ints()
+            if self.p == 0.0:
+                return nn.functional.linear(x, weight, bias)
+            return _eager.dropconnect(x, weight, bias, self.p, seed, index, self.per_example)
         refuse_functorch(x, self.weight)
         seed, index = self._next_stream()
         if self.p == 0.0:

@@ -18,7 +18,8 @@ import torch
 
 from .. import _validate
 from ..prox import PENALTY_METRICS
-from .prox_ops import prox_adam_op, prox_sgd_op
+from ._eager import eager
+from .prox_ops import prox_adam_op, prox_adam_run, prox_sgd_op, prox_sgd_run
 
 __all__ = ["ProxAdamW", "ProxSGD"]
 
@@ -38,6 +39,20 @@ def _lr_tensor(lr: Any) -> torch.Tensor:
     if isinstance(lr, torch.Tensor):
         return lr.reshape(())
     return torch.tensor(float(lr), dtype=torch.float64)
+
+
+def _update(op: Any, run: Any, lists: tuple[list[torch.Tensor], ...], lr: Any,
+            options: tuple[Any, ...], mutated: list[torch.Tensor]) -> None:
+    """One group's update ``op(*lists, lr, *options)``: the custom op, or in plain eager mode
+    (``_eager.eager``) its implementation ``run`` called directly with ``lr`` as a float (the
+    op reads it as ``float(lr)``), after bumping the version counters of the ``mutated``
+    tensors as the op's ADInplaceOrView step does (autograd still refuses graphs that saved
+    the old values)."""
+    if eager(*(t for column in lists for t in column), lr):
+        torch.autograd.graph.increment_version(mutated)
+        run(*lists, float(lr), *options)
+    else:
+        op(*lists, _lr_tensor(lr), *options)
 
 
 def _check_constraints(group_lasso: float, max_norm: float | None, axis: Any) -> None:
@@ -180,7 +195,6 @@ class ProxSGD(_ProxOptimizer):
         for group in self.param_groups:
             _check_sgd_group(group)
             momentum = group["momentum"]
-            lr = _lr_tensor(group["lr"])
             for params in _by_device(group["params"]).values():
                 bufs = []
                 if momentum > 0.0:
@@ -189,10 +203,12 @@ class ProxSGD(_ProxOptimizer):
                         if state.get("momentum_buffer") is None:
                             state["momentum_buffer"] = torch.zeros_like(p)
                         bufs.append(state["momentum_buffer"])
-                prox_sgd_op(params, [p.grad for p in params], bufs, lr, momentum,
-                            group["nesterov"], group["weight_decay"], group["l1"], group["l2"],
-                            group["maximize"], group["group_lasso"], group["max_norm"],
-                            _axis_list(group["axis"]))
+                grads = [p.grad for p in params]
+                options = (momentum, group["nesterov"], group["weight_decay"], group["l1"],
+                           group["l2"], group["maximize"], group["group_lasso"],
+                           group["max_norm"], _axis_list(group["axis"]))
+                _update(prox_sgd_op, prox_sgd_run, (params, grads, bufs), group["lr"], options,
+                        params + bufs)
         return loss
 
 
@@ -275,7 +291,6 @@ class ProxAdamW(_ProxOptimizer):
         for group in self.param_groups:
             _check_adam_group(group)
             beta1, beta2 = group["betas"]
-            lr = _lr_tensor(group["lr"])
             for params in _by_device(group["params"]).values():
                 states = []
                 for p in params:
@@ -287,12 +302,15 @@ class ProxAdamW(_ProxOptimizer):
                     elif not isinstance(state["step"], torch.Tensor):  # an int (fastreg 0.1)
                         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
                     states.append(state)
-                prox_adam_op(params, [p.grad for p in params],
-                             [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                             [s["step"] for s in states], lr, beta1, beta2, group["eps"],
-                             group["weight_decay"], group["l1"], group["l2"],
-                             group["penalty_metric"], group["maximize"], group["group_lasso"],
-                             group["max_norm"], _axis_list(group["axis"]))
+                grads = [p.grad for p in params]
+                ms = [s["exp_avg"] for s in states]
+                vs = [s["exp_avg_sq"] for s in states]
+                counts = [s["step"] for s in states]
+                options = (beta1, beta2, group["eps"], group["weight_decay"], group["l1"],
+                           group["l2"], group["penalty_metric"], group["maximize"],
+                           group["group_lasso"], group["max_norm"], _axis_list(group["axis"]))
+                _update(prox_adam_op, prox_adam_run, (params, grads, ms, vs, counts),
+                        group["lr"], options, params + ms + vs + counts)
         return loss
 
 

@@ -21,7 +21,7 @@ from torch.library import custom_op
 from ..prox import max_norm_, prox_adam_, prox_group_lasso_, prox_sgd_
 from ._bridge import as_array, compute_dtype, on_device
 
-__all__ = ["prox_adam_op", "prox_sgd_op"]
+__all__ = ["prox_adam_op", "prox_adam_run", "prox_sgd_op", "prox_sgd_run"]
 
 Tensor = torch.Tensor
 
@@ -90,9 +90,19 @@ def prox_sgd_op(params: list[Tensor], grads: list[Tensor], momentum_buffers: lis
                 l2: float, maximize: bool, group_lasso: float, max_norm: float | None,
                 axis: list[int] | None) -> None:
     """:func:`fastreg.prox_sgd_` on the list (``momentum_buffers`` empty without momentum)."""
+    prox_sgd_run(params, grads, momentum_buffers, float(lr), momentum, nesterov, weight_decay,
+                 l1, l2, maximize, group_lasso, max_norm, axis)
+
+
+def prox_sgd_run(params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor],
+                 step: float, momentum: float, nesterov: bool, weight_decay: float, l1: float,
+                 l2: float, maximize: bool, group_lasso: float, max_norm: float | None,
+                 axis: list[int] | None) -> None:
+    """The implementation of ``fastreg::prox_sgd_`` with ``lr`` as a float (``step``), shared
+    with the optimizer's eager fast path (which bumps the version counters the op's
+    ADInplaceOrView step bumps)."""
     if not params:
         return
-    step = float(lr)
     staging = _Staging()
     with on_device(params[0]):
         ws = [staging.written(p) for p in params]
@@ -119,9 +129,19 @@ def prox_adam_op(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tenso
                  max_norm: float | None, axis: list[int] | None) -> None:
     """:func:`fastreg.prox_adam_` on the list; ``steps`` (0-d tensors, as ``torch.optim``'s
     ``state["step"]``) count this step, and the tensors that share a count go in one call."""
+    prox_adam_run(params, grads, exp_avgs, exp_avg_sqs, steps, float(lr), beta1, beta2, eps,
+                  weight_decay, l1, l2, penalty_metric, maximize, group_lasso, max_norm, axis)
+
+
+def prox_adam_run(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                  exp_avg_sqs: list[Tensor], steps: list[Tensor], step_size: float,
+                  beta1: float, beta2: float, eps: float, weight_decay: float, l1: float,
+                  l2: float, penalty_metric: str, maximize: bool, group_lasso: float,
+                  max_norm: float | None, axis: list[int] | None) -> None:
+    """The implementation of ``fastreg::prox_adam_`` with ``lr`` as a float (``step_size``),
+    shared with the optimizer's eager fast path."""
     if not params:
         return
-    step_size = float(lr)
     counts = [int(s) + 1 for s in steps]
     staging = _Staging()
     with on_device(params[0]):
