@@ -8,7 +8,9 @@ these layers work under ``torch.compile(fullgraph=True)`` and ``torch.export``;
 on every call. ``torch.func`` transforms raise a clear RuntimeError: this PyTorch does not run
 a custom op's registered autograd under them. Files: ``layer_ops`` and ``prox_ops`` (the ops),
 ``functional`` (differentiable functions), ``modules`` (layers, ``replace_dropout``),
-``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds).
+``optim`` (``ProxSGD``, ``ProxAdamW``), ``_bridge`` (tensors to arrays, seeds), ``_eager``
+(the eager fast path: the ops' implementations without the custom-op dispatcher where nothing
+traces the call).
 """
 
 from ._bridge import rank_seed as rank_seed

@@ -14,6 +14,10 @@ own thread pool, exactly like ``nn.Linear``), and fastreg's Numba kernels do the
 masks (``dropout_apply``, ``dropout_apply_pair`` on the salt-1 stream); the masks are those of
 ``fastreg.dropout_mask`` bit for bit. With the numpy backend, and on CUDA (CuPy by DLPack), the
 ops call fastreg's array API. No mask is stored: backward regenerates it from ``(seed, offset)``.
+
+Each op's body is a plain function of the stream as Python ints (``dropout_run``,
+``dense_forward``, ``dense_backward``, ``dropconnect_forward``, ``dropconnect_backward``), which
+the eager fast path (``_eager``) calls directly: one implementation, two ways in.
 """
 
 from __future__ import annotations
