@@ -23,8 +23,16 @@ The pool has none of these problems by construction: it is fork-safe (a child st
 on first use, :func:`os.register_at_fork`), thread-safe (each call is one job with its own
 completion count; any number of Python threads may submit), and results never depend on the
 thread count because bodies write disjoint units and every reduction is over a fixed, split-
-independent partition. Less work than a kernel's ``work`` threshold runs on the calling thread:
-waking a blocked worker costs ~20-40 us here.
+independent partition. Less work than a kernel's ``work`` threshold runs on the calling thread.
+
+Waking a blocked worker is not free, and on a VM it is expensive: an idle vCPU is halted, and
+waking it took ~20 us back to back and ~200-300 us after a 2 ms idle gap on the 2-core VM (the
+caller then also loses time handing the GIL to the waking worker between ranges). A 64k-element
+dropout took 0.39 ms on two threads against 0.12 ms on one. So the pool measures that latency
+(submit to start, a moving average over recent jobs) and a job runs on the calling thread
+unless its estimated serial time (``work`` at ~1 ns a unit, the cheapest kernels' rate) is at
+least twice the latency; one such job in 32 goes to the pool anyway, to keep the estimate fresh.
+The thread count never changes a result, so this only moves time.
 
 Thread count: ``os.sched_getaffinity`` (the CPUs this process may run on), lowered by
 ``NUMBA_NUM_THREADS`` or ``OMP_NUM_THREADS`` if the user set them (never required),
@@ -52,6 +60,13 @@ __all__ = [
 #: Jobs are cut into at most this many ranges per thread: a busy core (another process, a
 #: PyTorch thread still spinning) then delays only its current range, not half the job.
 _RANGES_PER_THREAD = 4
+#: The serial time of one unit of ``work`` that :func:`parallel_for` assumes: dropout's select,
+#: the cheapest kernel, runs at about 1 ns an element on one core.
+_SECONDS_PER_WORK = 1e-9
+#: A job is handed to the pool only if its estimated serial time is this many wake latencies...
+_LATENCY_FACTOR = 2.0
+#: ...except one job in this many, which refreshes the latency estimate.
+_PROBE_EVERY = 32
 
 
 def _default_threads() -> int:
@@ -142,9 +157,12 @@ def num_threads(n: int) -> Iterator[None]:
 class _Job:
     """One :func:`parallel_for` call: ranges handed out in order, a count of unfinished ones."""
 
-    __slots__ = ("body", "args", "bounds", "next", "left", "lock", "done", "error")
+    __slots__ = ("body", "args", "bounds", "next", "left", "lock", "done", "error", "submitted")
 
     def __init__(self, body: Callable[..., Any], args: tuple, bounds: list[int]) -> None:
+        import time
+
+        self.submitted = time.perf_counter()
         self.body = body
         self.args = args
         self.bounds = bounds
@@ -176,7 +194,10 @@ class _Job:
 
 
 class _Pool:
-    """Worker threads that take jobs from one queue; they block (no spinning) when idle."""
+    """Worker threads that take jobs from one queue; they block (no spinning) when idle.
+
+    ``wake_latency`` is a moving average of the seconds from a job's submission to a worker
+    starting it (0.0 until measured); ``declined`` counts the jobs kept on the caller."""
 
     def __init__(self) -> None:
         import queue
@@ -184,6 +205,15 @@ class _Pool:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self.wake_latency = 0.0
+        self.declined = 0
+
+    def worth_waking(self, work: int) -> bool:
+        """Whether ``work`` units are worth waking the workers for (module docstring)."""
+        if work * _SECONDS_PER_WORK >= _LATENCY_FACTOR * self.wake_latency:
+            return True
+        self.declined += 1  # unlocked: a lost count only shifts the next probe
+        return self.declined % _PROBE_EVERY == 0
 
     def ensure(self, workers: int) -> None:
         if len(self._workers) >= workers:
@@ -197,11 +227,16 @@ class _Pool:
                 self._workers.append(thread)
 
     def _serve(self) -> None:
+        import time
+
         _local.in_worker = True
         while True:
             job = self._queue.get()
             if job is None:
                 return
+            latency = time.perf_counter() - job.submitted
+            previous = self.wake_latency
+            self.wake_latency = latency if previous == 0.0 else 0.75 * previous + 0.25 * latency
             job.work()
 
     def submit(self, job: _Job, helpers: int) -> None:
@@ -244,17 +279,19 @@ def parallel_for(body: Callable[..., Any], nunits: int, *args: Any, work: int,
     ``body`` is a Numba ``@njit(nogil=True)`` function that handles units ``[u0, u1)`` and writes
     only their outputs, so the result is the same for every partition. ``work`` (elements, or
     any unit of cost) below ``serial_work`` runs on the calling thread: waking a worker costs more
-    than such a job. Calls from a worker thread, or with one thread, run serially too.
+    than such a job. So does a job too short for the workers' measured wake latency (module
+    docstring), a call from a worker thread, or one with one thread.
     """
     threads = min(get_num_threads(), nunits)
-    if threads <= 1 or work < serial_work or getattr(_local, "in_worker", False):
+    pool = _get_pool()
+    if (threads <= 1 or work < serial_work or getattr(_local, "in_worker", False)
+            or not pool.worth_waking(work)):
         if nunits > 0:
             body(*args, 0, nunits)
         return
     ranges = min(nunits, threads * _RANGES_PER_THREAD)
     bounds = [nunits * r // ranges for r in range(ranges + 1)]
     job = _Job(body, args, bounds)
-    pool = _get_pool()
     pool.ensure(threads - 1)
     pool.submit(job, threads - 1)
     job.work()

@@ -66,6 +66,17 @@ def test_flip_equals_np_flip_of_the_chosen_samples(backend, image_dtype, horizon
     assert 5 < flipped.sum() < 28  # both kinds of samples were checked
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+def test_mirrored_pixels_keep_their_channel_order(backend, channels):
+    # the CPU twin has one mirrored-row copy per literal channel count (3, 4) and a general one
+    x = _images((24, 4, 11, channels), np.float32)
+    y = fastreg.random_flip(x, seed=SEED, offset=OFFSET, backend=backend)
+    a = words(np.arange(24))
+    for n in range(24):
+        expected = np.flip(x[n], axis=1) if a[n, 0] >= 2**31 else x[n]
+        same_bits(y[n], np.ascontiguousarray(expected))
+
+
 # -------------------------------------------------------------------------- translate
 @pytest.mark.parametrize("max_shift", [0, 1, 4, (2, 5), (0, 3), 12])
 def test_translate_equals_pad_then_crop(backend, image_dtype, max_shift):

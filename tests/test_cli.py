@@ -163,6 +163,28 @@ def test_adaptive_rounds_stay_within_bounds():
     assert runner._time_interleaved({"fastreg": lambda: None}, settings)["fastreg"].rounds == 6
 
 
+def test_pytorch_based_samples_are_followed_by_a_pause_outside_the_timing(monkeypatch):
+    events = []
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+
+    def sampler(fn, number):
+        fn()
+        return 1e-3
+
+    contenders = {label: (lambda label=label: events.append(label))
+                  for label in ("fastreg", "torch", "kornia", "copy")}
+    settings = runner.Settings(repeats=3, min_sample=1e-3)
+    runner._time_interleaved(contenders, settings, warm=True, sampler=sampler)
+    timed = events[4:]  # after the four estimating calls
+    pause = ("sleep", runner.SETTLE_SECONDS)
+    for i, event in enumerate(timed):
+        if event in ("torch", "kornia"):
+            assert timed[i + 1] == pause
+        elif event in ("fastreg", "copy"):
+            assert i + 1 == len(timed) or timed[i + 1] != pause
+    assert timed.count(pause) == 6  # once per round for each of the two
+
+
 def test_a_failing_peer_loses_its_row_not_the_case():
     def setup(backend):
         def broken():

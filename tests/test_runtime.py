@@ -122,6 +122,23 @@ def test_parallel_for_partitions_and_propagates_errors():
         _runtime.parallel_for(failing, 8, work=1 << 30)
 
 
+def test_jobs_shorter_than_the_wake_latency_stay_on_the_caller(monkeypatch):
+    pool = _runtime._Pool()
+    monkeypatch.setattr(_runtime, "_LATENCY_FACTOR", 2.0)
+    pool.wake_latency = 250e-6  # 250 us: 500k units of ~1 ns are the least worth waking for
+    assert pool.worth_waking(10**6) and pool.worth_waking(500_000)
+    decisions = [pool.worth_waking(100_000) for _ in range(3 * _runtime._PROBE_EVERY)]
+    assert decisions.count(True) == 3  # one probe in every _PROBE_EVERY declined jobs
+    pool.wake_latency = 0.0  # not measured yet: every job above serial_work goes to the pool
+    assert pool.worth_waking(1)
+
+
+def test_the_pool_measures_its_wake_latency():
+    with fastreg.num_threads(2):
+        _runtime.parallel_for(lambda u0, u1: None, 8, work=1 << 30)
+    assert 0.0 < _runtime._get_pool().wake_latency < 1.0
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_results_do_not_depend_on_thread_count(serial_results, threads):
     with fastreg.num_threads(threads):

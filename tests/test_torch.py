@@ -478,3 +478,43 @@ def test_mlp_trains_with_fastreg_layers():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ------------------------------------------------------------------ beside PyTorch's thread pool
+@pytest.mark.parametrize(("torch_threads", "expected"), [(1, 4), (2, 3), (4, 1), (9, 1)])
+def test_kernels_use_the_cores_pytorch_workers_leave(torch_threads, expected):
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        with fastreg.num_threads(4):
+            with bridge.on_device(torch.zeros(1)):
+                assert fastreg.get_num_threads() == expected
+            assert fastreg.get_num_threads() == 4  # restored after the op
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_op_runs_its_kernel_with_the_threads_beside_pytorch(monkeypatch, backend):
+    if backend != "numba":
+        pytest.skip("the numpy twins run on the calling thread")
+    from fastreg import _runtime
+
+    seen = []
+    real = _runtime.parallel_for
+
+    def recording(*args, **kwargs):
+        seen.append(fastreg.get_num_threads())
+        return real(*args, **kwargs)
+
+    # the dropout twin imported parallel_for by name
+    import fastreg._kernels.dropout.cpu_numba as twin
+
+    monkeypatch.setattr(twin, "parallel_for", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with fastreg.num_threads(3):
+            ft.functional.dropout(torch.ones(1 << 18), 0.5, seed=1, offset=0, training=True)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}

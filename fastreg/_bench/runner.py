@@ -9,6 +9,15 @@ looped ``number`` times per sample so that one sample lasts at least ``min_sampl
 (timer resolution and call overhead stay small); the number of rounds adapts to a time budget per
 case so large cases finish in bounded time.
 
+PyTorch's OpenMP workers keep spinning for ~10 ms of CPU after each of its ops (measured on the
+2-core VM: 4-13 ms of process CPU while the caller slept), so whichever contender is timed right
+after a PyTorch-based one (``torch``, ``kornia``) would be timed against those spinning threads:
+fastreg's 4M-element dropout took 5.8 ms right after PyTorch's dropout and 5.0 ms after a pause.
+The runner therefore sleeps :data:`SETTLE_SECONDS` after every sample of such a contender, so
+each sample starts on a quiet machine; the pause is never inside a timed sample. What PyTorch's
+spinning costs inside one training step is measured by the fresh-process cases instead
+(:mod:`.processes`), where fastreg and PyTorch run interleaved as they do for a user.
+
 Device cases (``Case.arrays == "cupy"``) are timed the same way, except that a sample is one call
 timed by CUDA events with the L2 flushed before it (:class:`.device.DeviceSampler`): device time
 for a memory-bound op is only meaningful from a cold cache, and a single call of a GPU case lasts
@@ -139,6 +148,11 @@ def _sample(fn: Callable[[], Any], number: int) -> float:
 
 Sampler = Callable[[Callable[[], Any], int], float]
 
+#: Contenders built on PyTorch, whose OpenMP workers spin after each op (module docstring).
+SPINNING_CONTENDERS = frozenset({"torch", "kornia"})
+#: The pause after a sample of one of them: longer than the ~10 ms its workers spin.
+SETTLE_SECONDS = 0.02
+
 
 def _time_interleaved(
     contenders: dict[str, Callable[[], Any]],
@@ -146,8 +160,10 @@ def _time_interleaved(
     warm: bool = False,
     sampler: Sampler = _sample,
     max_number: int = 10_000,
+    settle: float = SETTLE_SECONDS,
 ) -> dict[str, Timing]:
     labels = list(contenders)
+    pauses = {label: settle if label in SPINNING_CONTENDERS else 0.0 for label in labels}
     # The warm-up call (unless the caller made it: ``warm``) compiles (cached Numba kernels load
     # from disk) and faults the pages in; the next call estimates the per-call time that sizes
     # `number` and the round count.
@@ -163,7 +179,7 @@ def _time_interleaved(
     if settings.repeats is not None:
         rounds = max(1, settings.repeats)
     else:
-        per_round = sum(numbers[label] * estimates[label] for label in labels)
+        per_round = sum(numbers[label] * estimates[label] + pauses[label] for label in labels)
         rounds = int(settings.budget / per_round) if per_round > 0 else settings.max_repeats
         rounds = max(settings.min_repeats, min(settings.max_repeats, rounds))
     samples: dict[str, list[float]] = {label: [] for label in labels}
@@ -174,6 +190,8 @@ def _time_interleaved(
             for j in range(len(labels)):
                 label = labels[(r + j) % len(labels)]
                 samples[label].append(sampler(contenders[label], numbers[label]))
+                if pauses[label]:
+                    time.sleep(pauses[label])
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -258,7 +276,7 @@ def run_case(
 
                 sampler = DeviceSampler()
             result.timings = _time_interleaved(contenders, settings, warm=True, sampler=sampler,
-                                               max_number=1)
+                                               max_number=1, settle=0.0)
     except Exception:
         result.error = traceback.format_exc(limit=-3).strip()
         result.seconds = time.perf_counter() - start
@@ -330,6 +348,7 @@ def header_lines(backend: str, settings: Settings, device: str | None = None) ->
         *gpu,
         *runtime_header_lines(),
         "medians of interleaved rounds, with the fastest and slowest round (min-max);",
+        f"a {SETTLE_SECONDS * 1e3:g} ms pause after each PyTorch-based sample (its workers spin);",
         "fastreg column: fastreg's speed-up over each peer, its time against the machine",
         "limit (a copy of the same bytes, the bare GEMM), all measured in this run",
     ]

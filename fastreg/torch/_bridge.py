@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .. import _backends, _validate
+from .. import _backends, _runtime, _validate
 
 __all__ = [
     "as_array",
@@ -30,6 +30,7 @@ __all__ = [
     "rank_seed",
     "seed_tensor",
     "stream_ints",
+    "threads_beside_torch",
 ]
 
 MASK64 = (1 << 64) - 1
@@ -107,13 +108,17 @@ _NO_CONTEXT = contextlib.nullcontext()
 
 def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """The context of an op's kernels: autocast off (an op's own GEMMs compute in its compute
-    dtype; autocast stays on for the thread while the op runs), and for a CUDA tensor CuPy's
-    current device and stream become the tensor's device and PyTorch's current stream there,
-    so kernels queue behind PyTorch's work without a sync. A CPU tensor without autocast gets
-    a shared empty context (no generator to build: ~3 us less per op)."""
-    device = "cpu" if t.is_cpu else t.device.type
+    dtype; autocast stays on for the thread while the op runs); for a CPU tensor fastreg's
+    threads are :func:`threads_beside_torch`; for a CUDA tensor CuPy's current device and
+    stream become the tensor's device and PyTorch's current stream there, so kernels queue
+    behind PyTorch's work without a sync. A CPU tensor without autocast whose thread count
+    needs no change gets a shared empty context (no generator to build: ~3 us less per op)."""
+    device = "cpu" if t.is_cpu else t.device.type  # (t.device builds an object: ~0.8 us)
     if device == "cpu" and not torch.is_autocast_enabled("cpu"):
-        return _NO_CONTEXT
+        threads = threads_beside_torch()
+        if threads == _runtime.get_num_threads():
+            return _NO_CONTEXT
+        return _runtime.num_threads(threads)
     return _device_context(t, device)
 
 
@@ -124,7 +129,8 @@ def _device_context(t: torch.Tensor, device: str) -> Iterator[None]:
             yield
         return
     if device != "cuda":
-        yield
+        with _runtime.num_threads(threads_beside_torch()):
+            yield
         return
     import cupy
 
@@ -132,6 +138,20 @@ def _device_context(t: torch.Tensor, device: str) -> Iterator[None]:
     stream = torch.cuda.current_stream(index)
     with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
         yield
+
+
+def threads_beside_torch() -> int:
+    """fastreg's CPU threads for a kernel that runs between PyTorch ops: the cores PyTorch's
+    own idle workers leave free, ``get_num_threads() - (torch.get_num_threads() - 1)``, at
+    least 1.
+
+    PyTorch's OpenMP workers spin for ~10 ms of CPU after each parallel op (measured: 4-13 ms
+    of process CPU while the caller sleeps after one 512x512 GEMM), so a fastreg worker started
+    on their cores waits for a time slice. In the 512x784->1024->1024->10 MLP step on the
+    2-core VM, 2 fastreg threads made the step 76-94 ms, 1 thread 67-70 ms (3 alternations).
+    ``torch.set_num_threads(1)`` leaves every core to fastreg.
+    """
+    return max(1, _runtime.get_num_threads() - torch.get_num_threads() + 1)
 
 
 def _as_int64(value: int) -> int:

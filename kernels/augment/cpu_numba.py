@@ -64,10 +64,10 @@ def _copy_run(dst, d0, src, s0, count):
 
 @njit(inline="always")
 def _copy_mirrored(dst, d0, src, s0, count, channels):
-    # A mirrored run of pixels: reverse the elements (a loop LLVM vectorizes), then put each
-    # pixel's channels back in order. A gather through a permutation, or a pixel loop over the
-    # C channels, stayed scalar: 4-7x the copy time for C = 3 against ~2x for this form
-    # (rough, on the loaded 2-core VM).
+    # A mirrored run of pixels of any channel count: reverse the elements (a loop LLVM
+    # vectorizes), then put each pixel's channels back in order. A gather through a
+    # permutation, or a pixel loop over a run-time channel count, stayed scalar: 4-7x the copy
+    # time for C = 3 against ~2x for this form (rough, on the loaded 2-core VM).
     last = s0 + _U(count - 1)
     for t in range(count):
         dst[d0 + _U(t)] = src[last - _U(t)]
@@ -76,6 +76,34 @@ def _copy_mirrored(dst, d0, src, s0, count, channels):
             for c in range(channels // 2):
                 a, b = d0 + _U(p + c), d0 + _U(p + channels - 1 - c)
                 dst[a], dst[b] = dst[b], dst[a]
+
+
+def _mirrored_pixels_of(channels):
+    """A mirrored run of pixels of ``channels`` (a literal) channels: a pixel loop whose channel
+    loop unrolls, 2-3x faster than :func:`_copy_mirrored` for C = 3 (0.22-0.26 against
+    0.44-0.84 ms for a 256x32x32x3 batch of mirrored rows on one core)."""
+
+    @njit(inline="always")
+    def copy(dst, d0, src, s0, count):
+        last = s0 + _U(count - channels)
+        for t in range(count // channels):
+            for c in range(channels):
+                dst[d0 + _U(t * channels + c)] = src[last - _U(t * channels) + _U(c)]
+
+    return copy
+
+
+_mirrored_3, _mirrored_4 = _mirrored_pixels_of(3), _mirrored_pixels_of(4)
+
+
+@njit(inline="always")
+def _copy_mirrored_run(dst, d0, src, s0, count, channels):
+    if channels == 3:  # RGB, channels_last
+        _mirrored_3(dst, d0, src, s0, count)
+    elif channels == 4:
+        _mirrored_4(dst, d0, src, s0, count)
+    else:  # 1 (channels_first, grey) reverses elements, a vectorized loop
+        _copy_mirrored(dst, d0, src, s0, count, channels)
 
 
 @njit(nogil=True, cache=True)
@@ -107,7 +135,7 @@ def _move_body(x, out, shape, table, fill, u0, u1):
                 dst = row + _U(j0 * channels)
                 count = (j1 - j0) * channels
                 if hflip:
-                    _copy_mirrored(out, dst, x, src, count, channels)
+                    _copy_mirrored_run(out, dst, x, src, count, channels)
                 else:
                     _copy_run(out, dst, x, src, count)
             if cut:

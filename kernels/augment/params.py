@@ -49,15 +49,22 @@ def sample_words(
 ) -> np.ndarray:
     """``a_k(n)`` as a uint32 ``(n, 8)`` table; ``ids`` a host integer array or None (ids
     ``0..n-1``); ``philox(counter (m, 4), key (m, 2), rounds)`` a Philox twin's function."""
-    s = np.arange(n, dtype=np.uint64) if ids is None else ids.astype(np.uint64)
-    # bits(8s + k) is word k & 3 of block (8s + k) >> 2 = 2s + (k >> 2).
-    blocks = (2 * s[:, None] + np.arange(2, dtype=np.uint64)).reshape(-1)
-    counter = np.empty((blocks.size, 4), dtype=np.uint32)
-    counter[:, 0] = (blocks & np.uint64(MASK32)).astype(np.uint32)
-    counter[:, 1] = (blocks >> np.uint64(32)).astype(np.uint32)
-    counter[:, 2] = SALT_AUGMENT
-    counter[:, 3] = offset
-    keys = np.empty((blocks.size, 2), dtype=np.uint32)
+    # bits(8s + k) is word k & 3 of block (8s + k) >> 2 = 2s + (k >> 2). Few NumPy calls on
+    # these tiny arrays: each costs microseconds, as much as the 2n Philox blocks themselves.
+    counter = np.empty((n, 2, 4), dtype=np.uint32)
+    if ids is None and n <= 2**31:  # ids 0..n-1: every first block 2s fits in the low word
+        counter[:, 0, 0] = np.arange(0, 2 * n, 2, dtype=np.uint32)
+        counter[:, :, 1] = 0
+    else:
+        s = np.arange(n, dtype=np.uint64) if ids is None else ids.astype(np.uint64)
+        first = 2 * s  # below 2**62: no wraparound
+        counter[:, 0, 0] = first & np.uint64(MASK32)
+        counter[:, :, 1] = (first >> np.uint64(32))[:, None]
+    counter[:, 1, 0] = counter[:, 0, 0] + np.uint32(1)  # 2s is even: no carry into the high word
+    counter[:, :, 2] = SALT_AUGMENT
+    counter[:, :, 3] = offset
+    counter = counter.reshape(2 * n, 4)
+    keys = np.empty((2 * n, 2), dtype=np.uint32)
     keys[:] = key
     return np.asarray(philox(counter, keys, 10)).reshape(n, 8)
 
@@ -84,21 +91,29 @@ def move_table(
     rows ``[cy - sh//2, cy - sh//2 + sh)`` with ``cy = floor(u_4 * H)`` and columns likewise with
     ``cx = floor(u_5 * W)``, clipped to the image (empty when ``sh`` or ``sw`` is 0: no cutout).
     """
+    # Built column by column on (8, n) arrays and transposed at the end: NumPy's operations on
+    # strided (n, k) views of these tiny tables cost ~10 us each, on contiguous rows ~1-2 us.
+    words = np.ascontiguousarray(words.T)
     u = uniforms(words)
     (my, mx), (sh, sw) = max_shift, cutout
-    table = np.zeros((words.shape[0], 8), dtype=np.int64)
-    table[:, 0] = vertical & (words[:, 1] >= _HALF_RANGE)
-    table[:, 1] = horizontal & (words[:, 0] >= _HALF_RANGE)
-    table[:, 2] = np.floor(u[:, 2] * (2 * my + 1)).astype(np.int64) - my
-    table[:, 3] = np.floor(u[:, 3] * (2 * mx + 1)).astype(np.int64) - mx
+    columns = np.zeros((8, words.shape[1]), dtype=np.int64)
+    if vertical:
+        columns[0] = words[1] >= _HALF_RANGE
+    if horizontal:
+        columns[1] = words[0] >= _HALF_RANGE
+    columns[2] = np.floor(u[2] * (2 * my + 1))  # exact integers: the int64 cast is exact
+    columns[2] -= my
+    columns[3] = np.floor(u[3] * (2 * mx + 1))
+    columns[3] -= mx
     if sh and sw:
-        top = np.floor(u[:, 4] * height).astype(np.int64) - sh // 2
-        left = np.floor(u[:, 5] * width).astype(np.int64) - sw // 2
-        table[:, 4] = np.clip(top, 0, height)
-        table[:, 5] = np.clip(top + sh, table[:, 4], height)
-        table[:, 6] = np.clip(left, 0, width)
-        table[:, 7] = np.clip(left + sw, table[:, 6], width)
-    return table
+        for first, size, extent, centre in ((4, sh, height, u[4]), (6, sw, width, u[5])):
+            start = np.floor(centre * extent).astype(np.int64)
+            start -= size // 2
+            low, high = columns[first], columns[first + 1]
+            np.minimum(np.maximum(start, 0), extent, out=low)
+            start += size
+            np.minimum(np.maximum(start, low), extent, out=high)
+    return columns.T.copy()
 
 
 def affine_table(
