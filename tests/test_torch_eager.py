@@ -316,3 +316,22 @@ def test_the_op_path_runs_under_compile_jit_trace_and_fake_tensors():
     eager = copy.deepcopy(compiled._orig_mod)
     assert torch.equal(compiled(torch.ones(16)), eager(torch.ones(16)))
     assert int(compiled._orig_mod.offset) == int(eager.offset) == 1
+
+
+def test_autocast_fast_path_matches_the_op_path():
+    torch.manual_seed(5)
+    # nn.Linear runs in bfloat16 under autocast, so the fastreg layers get bfloat16 input
+    fast = nn.Sequential(nn.Linear(6, 6), ft.DenseDropout(6, 8, p=0.3, activation="gelu"),
+                         ft.Dropout(0.2), ft.DropConnectLinear(8, 3, p=0.3))
+    ops = copy.deepcopy(fast)
+    x = torch.randn(4, 6)
+    results = []
+    for model, op_path in ((fast, False), (ops, True)):
+        with torch.autocast("cpu", dtype=torch.bfloat16), \
+                (_OpPath() if op_path else contextlib.nullcontext()):
+            y = model(x)
+        y.float().sum().backward()
+        results.append([y.detach()] + [p.grad for p in model.parameters()])
+    assert results[0][0].dtype == torch.bfloat16
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
