@@ -31,7 +31,8 @@ caller then also loses time handing the GIL to the waking worker between ranges)
 dropout took 0.39 ms on two threads against 0.12 ms on one. So the pool measures that latency
 (submit to start, a moving average over recent jobs) and a job runs on the calling thread
 unless its estimated serial time (``work`` at ~1 ns a unit, the cheapest kernels' rate) is at
-least twice the latency; one such job in 32 goes to the pool anyway, to keep the estimate fresh.
+least the latency (the caller works while the worker wakes, so a longer job gains); one such
+job in 32 goes to the pool anyway, to keep the estimate fresh.
 The thread count never changes a result, so this only moves time.
 
 Thread count: ``os.sched_getaffinity`` (the CPUs this process may run on), lowered by
@@ -63,8 +64,9 @@ _RANGES_PER_THREAD = 4
 #: The serial time of one unit of ``work`` that :func:`parallel_for` assumes: dropout's select,
 #: the cheapest kernel, runs at about 1 ns an element on one core.
 _SECONDS_PER_WORK = 1e-9
-#: A job is handed to the pool only if its estimated serial time is this many wake latencies...
-_LATENCY_FACTOR = 2.0
+#: A job is handed to the pool only if its estimated serial time is this many wake latencies:
+#: below one, the caller finishes before the worker starts...
+_LATENCY_FACTOR = 1.0
 #: ...except one job in this many, which refreshes the latency estimate.
 _PROBE_EVERY = 32
 

@@ -149,7 +149,8 @@ def move(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill) -> None:
     if x.size == 0:
         return
     args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype))
-    parallel_for(_move_body, n * h, *args, work=x.size)
+    # ~1.5 ns a value on one core (row bookkeeping, fills, mirrored pixels): work in ns
+    parallel_for(_move_body, n * h, *args, work=2 * x.size)
 
 
 @njit(inline="always")
@@ -296,7 +297,7 @@ def affine(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill, nearest: boo
         return
     if nearest:
         args = (_flat_bits(x), _flat_bits(out), _shape(x), table, _fill_bits(fill, x.dtype))
-        parallel_for(_nearest_body, n * h, *args, work=x.size)
+        parallel_for(_nearest_body, n * h, *args, work=2 * x.size)
         return
     ctype = compute_dtype(x.dtype)
     fillc = ctype.type(fill)
