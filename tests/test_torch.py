@@ -518,3 +518,40 @@ def test_an_op_runs_its_kernel_with_the_threads_beside_pytorch(monkeypatch, back
     finally:
         torch.set_num_threads(before)
     assert seen and set(seen) == {2}
+
+
+# ------------------------------------------------------------------ 16-bit: the storage type's scale
+def _storage_scale(p, dtype):
+    """1/(1-p) in float64, cast once to the storage type, widened to float32."""
+    return torch.tensor(1.0 / (1.0 - p), dtype=torch.float64).to(dtype).float()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16bit_dropout_equals_the_numpy_api_and_the_formula(dtype):
+    x = _rand(40, 33, dtype=torch.float32, grad=False).to(dtype)
+    p = 0.3
+    y = ft.functional.dropout(x, p, seed=SEED, offset=OFFSET)
+    want = torch.where(_keep((40, 33), p), x.float() * _storage_scale(p, dtype), 0.0).to(dtype)
+    assert y.dtype == dtype and torch.equal(y, want)
+    array = bridge.as_array(x)  # the storage bits, as float16 or ml_dtypes.bfloat16
+    api = fastreg.dropout(array, p, seed=SEED, offset=OFFSET)
+    np.testing.assert_array_equal(bridge.as_array(y).view(np.int16), api.view(np.int16))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16bit_dense_and_dropconnect_scale_by_the_storage_type(dtype):
+    p = 0.3
+    scale = _storage_scale(p, dtype)
+    x = _rand(24, 16, dtype=torch.float32, grad=False).to(dtype)
+    w = (_rand(12, 16, dtype=torch.float32, grad=False) / 4).to(dtype)
+    b = _rand(12, dtype=torch.float32, grad=False).to(dtype)
+    # the same float32 GEMM as the layer's (torch.mm of the widened inputs), then the epilogue
+    z = torch.mm(x.float(), w.float().t()) + b.float()
+    want = torch.where(_keep((24, 12), p), torch.relu(z) * scale, 0.0).to(dtype)
+    y = ft.functional.dense_dropout(x, w, b, p=p, seed=SEED, offset=OFFSET, activation="relu")
+    assert torch.equal(y, want)
+    keep_kn = _keep((16, 12), p, salt=1)  # DropConnect masks weight.T, element k*N + n
+    masked = torch.where(keep_kn, w.float().t().contiguous() * scale, 0.0)
+    want = torch.addmm(b.float(), x.float(), masked).to(dtype)
+    y = ft.functional.dropconnect(x, w, b, p=p, seed=SEED, offset=OFFSET)
+    assert torch.equal(y, want)

@@ -217,7 +217,11 @@ def test_16bit_layers_compute_in_float32_and_round_once(dtype):
     y = ft.dropout(x, 0.3, seed=SEED, offset=1)
     keep = _keep((6, 5), 0.3, SEED, 1)
     assert y.dtype == dtype
-    assert torch.equal(y, torch.where(keep, x.float() * np.float32(1 / 0.7), 0.0).to(dtype))
+    # the scale is 1/(1-p) cast once to the storage type (docs/contract/random-stream.md), then
+    # the product in float32, rounded once
+    scale = torch.tensor(1 / 0.7, dtype=torch.float64).to(dtype).float()
+    assert scale != np.float32(1 / 0.7)  # the two scales differ: the test can tell them apart
+    assert torch.equal(y, torch.where(keep, x.float() * scale, 0.0).to(dtype))
     w, b = torch.randn(4, 5).to(dtype), torch.randn(4).to(dtype)
     y = ft.dense_dropout(x, w, b, p=0.3, seed=SEED, offset=1, activation="identity")
     z = x.double() @ w.double().T + b.double()

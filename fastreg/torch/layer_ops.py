@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.library import custom_op
 
@@ -62,6 +63,21 @@ def _narrow(t: Tensor, dtype: torch.dtype) -> Tensor:
     return t if t.dtype is dtype else t.to(dtype)
 
 
+def _scale(p: float, storage: torch.dtype, kernel_dtype: Any) -> Any:
+    """``1/(1-p)`` as docs/contract/random-stream.md has it for every dtype: in float64, cast
+    once to the storage type (float16 and bfloat16 included), then widened (exactly) to the
+    dtype of the arrays the kernels see. The float32 scale of a widened 16-bit tensor would
+    not be the storage type's: 1/(1-0.3) is 1.4285714 in float32, 1.4296875 in bfloat16."""
+    if storage is torch.bfloat16:
+        import ml_dtypes
+
+        numpy_storage: Any = ml_dtypes.bfloat16
+    else:
+        numpy_storage = {torch.float16: np.float16, torch.float32: np.float32}.get(
+            storage, np.float64)
+    return np.dtype(kernel_dtype).type(dropout_scale(p, numpy_storage))
+
+
 def _numba(t: Tensor, a: Any) -> bool:
     return t.device.type == "cpu" and cpu_backend(a) == "numba"
 
@@ -92,22 +108,22 @@ def dropout_run(x: Tensor, p: float, s: int, o: int, noise_shape: list[int] | No
     shared with the eager fast path (``_eager``)."""
     if p == 0.0:
         return x.clone()  # an op's output never aliases its input
-    wide = compute_dtype(x)
-    xw = _wide(x, wide)
-    with on_device(xw):
-        a = as_array(xw)
-        if noise_shape is None and _numba(x, a):
-            out = torch.empty(x.shape, dtype=wide)
-            flat = a.reshape(-1) if a.flags.c_contiguous else xw.contiguous().numpy().reshape(-1)
+    with on_device(x):
+        a = as_array(x)
+        if noise_shape is None and a.dtype.itemsize >= 4 and _numba(x, a):
+            out = torch.empty(x.shape, dtype=x.dtype)
+            flat = a.reshape(-1) if a.flags.c_contiguous else x.contiguous().numpy().reshape(-1)
             _twin("dropout", "numba").dropout_apply(
                 flat, out.numpy().reshape(-1), s & 0xFFFFFFFF, s >> 32, SALT_DROPOUT, o,
                 kernel_threshold(p), dropout_scale(p, flat.dtype))
         else:
+            # float16/bfloat16 too: the API's native 16-bit kernels read and write the storage
+            # type (half float32's bytes) and scale by the storage type's 1/(1-p)
             shape = None if noise_shape is None else tuple(noise_shape)
             out = as_tensor(_api_dropout(a, p, seed=s, offset=o, noise_shape=shape))
-            if out.data_ptr() == xw.data_ptr():
+            if out.data_ptr() == x.data_ptr():
                 out = out.clone()
-    return _narrow(out, x.dtype)
+    return out
 
 
 @custom_op("fastreg::dropout", mutates_args=())
@@ -201,11 +217,11 @@ def dense_forward(x: Tensor, weight: Tensor, bias: Tensor | None, p: float, s: i
             _twin("dense", "numba").dense_epilogue(
                 y.numpy(), None if z is None else z.numpy(),
                 None if bw is None else as_array(bw), activation, s & 0xFFFFFFFF, s >> 32,
-                SALT_DROPOUT, o, kernel_threshold(p), dropout_scale(p, wa.dtype))
-        else:
+                SALT_DROPOUT, o, kernel_threshold(p), _scale(p, x.dtype, wa.dtype))
+        else:  # the API on the storage arrays: it widens 16-bit data itself
             result = _api_dense_dropout(
-                as_array(xw), wa.T, None if bw is None else as_array(bw), p=p, seed=s,
-                offset=o, activation=activation, return_preact=gelu)
+                as_array(x), as_array(weight).T, None if bias is None else as_array(bias), p=p,
+                seed=s, offset=o, activation=activation, return_preact=gelu)
             y, z = (as_tensor(result[0]), as_tensor(result[1])) if gelu else (as_tensor(result),
                                                                                None)
     y = _narrow(y.reshape(shape), x.dtype)
@@ -246,15 +262,16 @@ def dense_backward(dy: Tensor, x: Tensor, weight: Tensor, y: Tensor, z: Tensor, 
             dz, db = _twin("dense", "numba").dense_preact_grad(
                 as_array(_rows_n(dyw, n)), as_array(_rows_n(yw, n)),
                 None if zw is None else as_array(_rows_n(zw, n)), activation, s & 0xFFFFFFFF,
-                s >> 32, SALT_DROPOUT, o, kernel_threshold(p), dropout_scale(p, wa.dtype))
+                s >> 32, SALT_DROPOUT, o, kernel_threshold(p), _scale(p, x.dtype, wa.dtype))
             dzt = torch.from_numpy(dz)
             dx = torch.mm(dzt, ww).reshape(x.shape) if need_dx else None
             dw = torch.mm(dzt.t(), _rows(xw)) if need_dw else None
             db = torch.from_numpy(db)
         else:
             dxa, dWa, dba = _api_dense_dropout_backward(
-                as_array(dyw), as_array(xw), wa.T, as_array(yw), p=p, seed=s, offset=o,
-                activation=activation, z=None if zw is None else as_array(zw))
+                as_array(dy), as_array(x), as_array(weight).T, as_array(y), p=p, seed=s,
+                offset=o, activation=activation,
+                z=None if activation != "gelu" else as_array(z))
             dx, dw, db = as_tensor(dxa), as_tensor(dWa).t(), as_tensor(dba)
     dx = _narrow(dx.contiguous(), x.dtype) if need_dx else x.new_empty(0)
     dw = _narrow(dw.contiguous(), x.dtype) if need_dw else x.new_empty(0)
@@ -295,14 +312,15 @@ dense_dropout_op.register_autograd(_dense_grad, setup_context=_dense_setup)
 # ------------------------------------------------------------------------------ DropConnect
 
 
-def _masked_kn(weight: Tensor, s: int, o: int, p: float, grad_kn: Tensor | None) -> Tensor:
+def _masked_kn(weight: Tensor, s: int, o: int, p: float, grad_kn: Tensor | None,
+               storage: torch.dtype) -> Tensor:
     """``W = weight.T`` in C order (K, N), masked in place on the salt-1 stream (element
-    ``k*N + n``): ``select(keep, W * scale, +0.0)``; ``grad_kn`` (K, N), when given, is masked
-    in the same pass over the words."""
+    ``k*N + n``): ``select(keep, W * scale, +0.0)`` with the ``storage`` type's scale;
+    ``grad_kn`` (K, N), when given, is masked in the same pass over the words."""
     wc = weight.t().clone(memory_format=torch.contiguous_format)  # always a copy: masked below
     flat = wc.numpy().reshape(-1)
     stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
-              dropout_scale(p, flat.dtype))
+              _scale(p, storage, flat.dtype))
     twin = _twin("dropout", "numba")
     if grad_kn is None:
         twin.dropout_apply(flat, flat, *stream)
@@ -329,19 +347,19 @@ def dropconnect_forward(x: Tensor, weight: Tensor, bias: Tensor | None, p: float
     with on_device(xw):
         wa = as_array(ww)
         if _numba(x, wa) and not per_example:
-            wm = _masked_kn(ww, s, o, p, None)
+            wm = _masked_kn(ww, s, o, p, None, x.dtype)
             x2 = _rows(xw)
             y = torch.mm(x2, wm) if bw is None else torch.addmm(bw, x2, wm)
         elif _numba(x, wa):
             stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
-                      dropout_scale(p, wa.dtype))
+                      _scale(p, x.dtype, wa.dtype))
             y = torch.from_numpy(_twin("dropconnect", "numba").example_forward(
                 as_array(_rows(xw).contiguous()), as_array(ww.t().contiguous()),
                 None if bw is None else as_array(bw), *stream))
         else:
-            y = as_tensor(_api_dropconnect(
-                as_array(xw), wa.T, None if bw is None else as_array(bw), p=p, seed=s,
-                offset=o, per_example=per_example))
+            y = as_tensor(_api_dropconnect(  # on the storage arrays, as dense_forward
+                as_array(x), as_array(weight).T, None if bias is None else as_array(bias), p=p,
+                seed=s, offset=o, per_example=per_example))
     return _narrow(y.reshape(shape), x.dtype)
 
 
@@ -374,13 +392,13 @@ def dropconnect_backward(dy: Tensor, x: Tensor, weight: Tensor, p: float, s: int
         wa = as_array(ww)
         if _numba(x, wa) and not per_example:
             dw_kn = torch.mm(x2.t(), dy2)
-            wm = _masked_kn(ww, s, o, p, dw_kn)
+            wm = _masked_kn(ww, s, o, p, dw_kn, x.dtype)
             dx = torch.mm(dy2, wm.t()).reshape(x.shape) if need_dx else None
             dw = dw_kn.t()
             db = dy2.sum(0)
         elif _numba(x, wa):
             stream = (s & 0xFFFFFFFF, s >> 32, SALT_DROPCONNECT, o, kernel_threshold(p),
-                      dropout_scale(p, wa.dtype))
+                      _scale(p, x.dtype, wa.dtype))
             dxa, dWa = _twin("dropconnect", "numba").example_backward(
                 as_array(dy2.contiguous()), as_array(x2.contiguous()),
                 as_array(ww.t().contiguous()), *stream)
@@ -388,7 +406,8 @@ def dropconnect_backward(dy: Tensor, x: Tensor, weight: Tensor, p: float, s: int
                 dy2.sum(0)
         else:
             dxa, dWa, dba = _api_dropconnect_backward(
-                as_array(dyw), as_array(xw), wa.T, p=p, seed=s, offset=o, per_example=per_example)
+                as_array(dy), as_array(x), as_array(weight).T, p=p, seed=s, offset=o,
+                per_example=per_example)
             dx, dw, db = as_tensor(dxa), as_tensor(dWa).t(), as_tensor(dba)
     dx = _narrow(dx.contiguous(), x.dtype) if need_dx else x.new_empty(0)
     dw = _narrow(dw.contiguous(), x.dtype) if need_dw else x.new_empty(0)
