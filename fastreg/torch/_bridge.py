@@ -6,8 +6,9 @@ DLPack and every kernel is launched on PyTorch's current stream of the tensor's 
 current stream is set to it for the call), so no host/device copy is added.
 
 16-bit storage. float16 and bfloat16 compute in float32 and round once to the storage type
-(docs/contract/ops.md): the op upcasts its inputs to float32 for the kernel and rounds the
-result once.
+(docs/contract/ops.md), with the storage type's ``1/(1-p)``: dropout runs the NumPy API's
+native 16-bit kernels on the storage bits; the GEMM-based layers upcast their inputs to float32
+for ``torch.mm`` and the epilogue, and round the result once.
 NumPy has no bfloat16 of its own, and the masks never depend on the dtype.
 """
 
