@@ -184,6 +184,14 @@ def test_pytorch_based_samples_are_followed_by_a_pause_outside_the_timing(monkey
             assert i + 1 == len(timed) or timed[i + 1] != pause
     assert timed.count(pause) == 6  # once per round for each of the two
 
+    # a case using NumPy's BLAS pauses after every sample, PyTorch's at least as long
+    events.clear()
+    runner._time_interleaved(contenders, settings, warm=True, sampler=sampler, settle_all=0.5)
+    timed = events[4:]
+    samples = [e for e in timed if not isinstance(e, tuple)]
+    assert len(samples) == 12
+    assert [e for e in timed if isinstance(e, tuple)] == [("sleep", 0.5)] * 12
+
 
 def test_a_failing_peer_loses_its_row_not_the_case():
     def setup(backend):

@@ -520,7 +520,7 @@ def test_an_op_runs_its_kernel_with_the_threads_beside_pytorch(monkeypatch, back
     assert seen and set(seen) == {2}
 
 
-# ------------------------------------------------------------------ 16-bit: the storage type's scale
+# -------------------------------------------------------- 16-bit: the storage type's scale
 def _storage_scale(p, dtype):
     """1/(1-p) in float64, cast once to the storage type, widened to float32."""
     return torch.tensor(1.0 / (1.0 - p), dtype=torch.float64).to(dtype).float()

@@ -25,6 +25,11 @@ MODULES = (*FAMILIES, "gpu")
 ARRAY_KINDS = ("numpy", "cupy")
 
 
+#: The pause after each sample of a case that calls NumPy's BLAS (:attr:`Case.settle`): OpenBLAS
+#: threads spin up to 2**28 cycles (~0.11 s here); after 0.12 s a 7 ms step still took 12 ms.
+BLAS_SETTLE_SECONDS = 0.2
+
+
 @dataclass(frozen=True)
 class Case:
     """One benchmark row.
@@ -55,6 +60,10 @@ class Case:
 
     Any other key is a mistake (the runner reports it). A goal on a peer that is not installed
     is reported as skipped. The runner prints each goal as met/missed beside the ratios."""
+    settle: float = 0.0
+    """Seconds the runner sleeps after every sample of every contender: for cases whose
+    contenders call NumPy's BLAS, whose OpenBLAS threads keep spinning for ~100 ms of CPU after
+    each GEMM (measured on the 2-core VM) and would slow whichever contender came next."""
 
 
 def all_cases() -> list[Case]:

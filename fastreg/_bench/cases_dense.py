@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..dense import dense_dropout, dense_dropout_backward
-from .cases import Case, torch_or_none
+from .cases import BLAS_SETTLE_SECONDS, Case, torch_or_none
 
 _P = 0.5
 _SEED = 7
@@ -114,6 +114,7 @@ def _case(name: str, shape: tuple[int, int, int], training: bool, **fields: Any)
         limit="gemm",
         peers=("torch", "numpy"),
         flops=gemms * 2 * m * k * n,
+        settle=BLAS_SETTLE_SECONDS,  # the gemm limit and fastreg call NumPy's BLAS
         **fields,
     )
 

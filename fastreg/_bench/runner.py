@@ -16,7 +16,13 @@ fastreg's 4M-element dropout took 5.8 ms right after PyTorch's dropout and 5.0 m
 The runner therefore sleeps :data:`SETTLE_SECONDS` after every sample of such a contender, so
 each sample starts on a quiet machine; the pause is never inside a timed sample. What PyTorch's
 spinning costs inside one training step is measured by the fresh-process cases instead
-(:mod:`.processes`), where fastreg and PyTorch run interleaved as they do for a user.
+(:mod:`.processes`), where fastreg and PyTorch run interleaved as they do for a user. NumPy's
+OpenBLAS threads spin far longer, ~100 ms of CPU after each GEMM (a 7 ms PyTorch-step
+contender took 15 ms by the median and up to 124 ms right after the ``gemm`` limit): a case
+whose contenders call NumPy's BLAS (the dense, DropConnect and PyTorch-step cases, through
+their ``gemm`` limits and fastreg's NumPy API) sets :attr:`.Case.settle`, a pause after every
+sample of every contender, and its samples last at least 50 ms, so that they time mostly warm
+calls (after a pause every pool in the process sleeps, and waking it costs the first call).
 
 Device cases (``Case.arrays == "cupy"``) are timed the same way, except that a sample is one call
 timed by CUDA events with the L2 flushed before it (:class:`.device.DeviceSampler`): device time
@@ -42,7 +48,7 @@ from typing import Any, TextIO
 
 from .. import _backends, _runtime
 from . import processes
-from .cases import Case, all_cases
+from .cases import BLAS_SETTLE_SECONDS, Case, all_cases
 from .table import format_seconds, format_table
 
 __all__ = ["format_seconds", "format_table", "header_lines", "main", "run", "run_case"]
@@ -152,6 +158,8 @@ Sampler = Callable[[Callable[[], Any], int], float]
 SPINNING_CONTENDERS = frozenset({"torch", "kornia"})
 #: The pause after a sample of one of them: longer than the ~10 ms its workers spin.
 SETTLE_SECONDS = 0.02
+#: The shortest sample of a case that pauses after every sample (:attr:`.Case.settle`).
+_SETTLED_SAMPLE = 0.05
 
 
 def _time_interleaved(
@@ -161,9 +169,11 @@ def _time_interleaved(
     sampler: Sampler = _sample,
     max_number: int = 10_000,
     settle: float = SETTLE_SECONDS,
+    settle_all: float = 0.0,
 ) -> dict[str, Timing]:
     labels = list(contenders)
-    pauses = {label: settle if label in SPINNING_CONTENDERS else 0.0 for label in labels}
+    pauses = {label: max(settle if label in SPINNING_CONTENDERS else 0.0, settle_all)
+              for label in labels}
     # The warm-up call (unless the caller made it: ``warm``) compiles (cached Numba kernels load
     # from disk) and faults the pages in; the next call estimates the per-call time that sizes
     # `number` and the round count.
@@ -172,8 +182,12 @@ def _time_interleaved(
         if not warm:
             contenders[label]()
         estimates[label] = max(sampler(contenders[label], 1), 1e-7)
+    # After a pause every thread pool in the process is asleep and the first call pays for
+    # waking it (~0.2-0.3 ms a parallel region on the VM): with pauses, a sample lasts at least
+    # _SETTLED_SAMPLE seconds, so it times mostly warm calls, as a training loop makes them.
+    min_sample = max(settings.min_sample, _SETTLED_SAMPLE) if settle_all else settings.min_sample
     numbers = {
-        label: max(1, min(max_number, round(settings.min_sample / estimates[label])))
+        label: max(1, min(max_number, round(min_sample / estimates[label])))
         for label in labels
     }
     if settings.repeats is not None:
@@ -269,7 +283,8 @@ def run_case(
                 result.failed[label] = f"{type(error).__name__}: {error}"
                 del contenders[label]
         if case.arrays == "numpy":
-            result.timings = _time_interleaved(contenders, settings, warm=True)
+            result.timings = _time_interleaved(contenders, settings, warm=True,
+                                               settle_all=case.settle)
         else:
             if sampler is None:
                 from .device import DeviceSampler
@@ -348,7 +363,8 @@ def header_lines(backend: str, settings: Settings, device: str | None = None) ->
         *gpu,
         *runtime_header_lines(),
         "medians of interleaved rounds, with the fastest and slowest round (min-max);",
-        f"a {SETTLE_SECONDS * 1e3:g} ms pause after each PyTorch-based sample (its workers spin);",
+        f"a {SETTLE_SECONDS * 1e3:g} ms pause after each PyTorch-based sample (its workers spin),",
+        f"{BLAS_SETTLE_SECONDS * 1e3:g} ms after every sample of a case using NumPy's BLAS;",
         "fastreg column: fastreg's speed-up over each peer, its time against the machine",
         "limit (a copy of the same bytes, the bare GEMM), all measured in this run",
     ]
