@@ -47,6 +47,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -162,8 +163,6 @@ class _Job:
     __slots__ = ("body", "args", "bounds", "next", "left", "lock", "done", "error", "submitted")
 
     def __init__(self, body: Callable[..., Any], args: tuple, bounds: list[int]) -> None:
-        import time
-
         self.submitted = time.perf_counter()
         self.body = body
         self.args = args
@@ -229,8 +228,6 @@ class _Pool:
                 self._workers.append(thread)
 
     def _serve(self) -> None:
-        import time
-
         _local.in_worker = True
         while True:
             job = self._queue.get()

@@ -42,19 +42,40 @@ def _layer_shapes() -> list[tuple[int, int]]:
     return [(_IN, _HIDDEN), (_HIDDEN, _HIDDEN), (_HIDDEN, _CLASSES)]
 
 
-def _gemm_limit() -> Callable[[], Any]:
+def _gemm_limit(batch: int) -> Callable[[], Any]:
+    """The step's GEMMs at ``batch`` rows (forward, ``dx`` and ``dW`` of each layer) in NumPy."""
     rng = np.random.default_rng(0)
     layers = []
     for k, n in _layer_shapes():
-        x = rng.standard_normal((_BATCH, k), dtype=np.float32)
+        x = rng.standard_normal((batch, k), dtype=np.float32)
         W = rng.standard_normal((k, n), dtype=np.float32)
-        dz = rng.standard_normal((_BATCH, n), dtype=np.float32)
+        dz = rng.standard_normal((batch, n), dtype=np.float32)
         layers.append((x, W, dz))
 
     def gemms() -> Any:
         return [(x @ W, dz @ W.T, x.T @ dz) for x, W, dz in layers]
 
     return gemms
+
+
+def _train_step(model: Any, opt: Any, x: Any, target: Any,
+                backend: str | None = None) -> Callable[[], Any]:
+    """One full step (``zero_grad``, forward, cross-entropy, backward, optimizer step), under
+    fastreg's ``backend`` when given."""
+    import contextlib
+
+    from torch import nn
+
+    def run() -> Any:
+        scope = contextlib.nullcontext() if backend is None else _backends.use_backend(backend)
+        with scope:
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            opt.step()
+        return loss
+
+    return run
 
 
 def _setup(backend: str) -> dict[str, Callable[[], Any]]:
@@ -78,24 +99,9 @@ def _setup(backend: str) -> dict[str, Callable[[], Any]]:
     their_opt = torch.optim.SGD(theirs.parameters(), lr=_LR, momentum=_MOMENTUM,
                                 weight_decay=_WEIGHT_DECAY)
 
-    def step(model: Any, opt: Any) -> Callable[[], Any]:
-        def run() -> Any:
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), target)
-            loss.backward()
-            opt.step()
-            return loss
-
-        return run
-
-    fastreg_step = step(ours, our_opt)
-
-    def fastreg_contender() -> Any:
-        with _backends.use_backend(backend):
-            return fastreg_step()
-
-    return {"fastreg": fastreg_contender, "torch": step(theirs, their_opt),
-            "gemm": _gemm_limit()}
+    return {"fastreg": _train_step(ours, our_opt, x, target, backend),
+            "torch": _train_step(theirs, their_opt, x, target),
+            "gemm": _gemm_limit(_BATCH)}
 
 
 def _flops() -> int:
@@ -128,32 +134,14 @@ def _compiled_setup(backend: str) -> dict[str, Callable[[], Any]]:
                          max_norm=3.0, axis=1)
         return model, opt
 
-    def step(model: Any, opt: Any) -> Callable[[], Any]:
-        def run() -> Any:
-            with _backends.use_backend(backend):
-                opt.zero_grad(set_to_none=True)
-                loss = nn.functional.cross_entropy(model(x), target)
-                loss.backward()
-                opt.step()
-            return loss
-
-        return run
-
     eager_model, eager_opt = build()
     model, opt = build()
-    compiled = step(torch.compile(model, fullgraph=True), opt)
+    compiled = _train_step(torch.compile(model, fullgraph=True), opt, x, target, backend)
     for _ in range(3):  # compiles the forward and backward graphs (seconds), once
         compiled()
-    rng = np.random.default_rng(0)
-    layers = [(rng.standard_normal((_DIGITS_BATCH, k), dtype=np.float32),
-               rng.standard_normal((k, n), dtype=np.float32),
-               rng.standard_normal((_DIGITS_BATCH, n), dtype=np.float32))
-              for k, n in _layer_shapes()]
-
-    def gemms() -> Any:
-        return [(a @ w, dz @ w.T, a.T @ dz) for a, w, dz in layers]
-
-    return {"fastreg": compiled, "fastreg eager": step(eager_model, eager_opt), "gemm": gemms}
+    return {"fastreg": compiled,
+            "fastreg eager": _train_step(eager_model, eager_opt, x, target, backend),
+            "gemm": _gemm_limit(_DIGITS_BATCH)}
 
 
 CASES: list[Case] = (
