@@ -16,9 +16,13 @@ step, on CPU float32 tensors.
 Both models start from the same weights (``torch.manual_seed``) and train on the same batch;
 each contender keeps training its own copy from round to round.
 
-The second case (not in ``--quick``: compiling takes seconds) times the digits example's
-model and ``ProxSGD(l1, max_norm)`` step compiled with ``torch.compile(fullgraph=True)``
-against the same step in eager mode (issue 15: the compiled step is no slower).
+Two more cases (not in ``--quick``: compiling takes seconds) time a step of a model with two
+``DenseDropout`` layers, a ``DropConnectLinear`` head and ``ProxSGD(l1, max_norm)`` compiled with
+``torch.compile(fullgraph=True)`` against the same step in eager mode (issue 15: the compiled step
+is no slower), at the digits example's size (batch 64, 64 -> 256 -> 256 -> 10) and at issue 14's
+MLP size (512x784 -> 1024 -> 1024 -> 10). Both also time the plain-PyTorch model compiled and
+eager: at the digits size a step is ~1 ms of per-op overhead, and what compiling adds there
+(guards, AOTAutograd's runtime wrappers) is PyTorch's cost as much as fastreg's.
 
 Without PyTorch the table has no case of this family.
 """
@@ -42,11 +46,13 @@ def _layer_shapes() -> list[tuple[int, int]]:
     return [(_IN, _HIDDEN), (_HIDDEN, _HIDDEN), (_HIDDEN, _CLASSES)]
 
 
-def _gemm_limit(batch: int) -> Callable[[], Any]:
-    """The step's GEMMs at ``batch`` rows (forward, ``dx`` and ``dW`` of each layer) in NumPy."""
+def _gemm_limit(batch: int,
+                shapes: list[tuple[int, int]] | None = None) -> Callable[[], Any]:
+    """The step's GEMMs at ``batch`` rows (forward, ``dx`` and ``dW`` of each layer ``(in,
+    out)`` of ``shapes``, default :func:`_layer_shapes`) in NumPy."""
     rng = np.random.default_rng(0)
     layers = []
-    for k, n in _layer_shapes():
+    for k, n in shapes or _layer_shapes():
         x = rng.standard_normal((batch, k), dtype=np.float32)
         W = rng.standard_normal((k, n), dtype=np.float32)
         dz = rng.standard_normal((batch, n), dtype=np.float32)
@@ -109,39 +115,76 @@ def _flops() -> int:
 
 
 #: The digits example's model and step (examples/digits_mlp.py): batch 64, 64 -> 256 -> 256 -> 10.
-_DIGITS_BATCH = 64
+_DIGITS = (64, _IN, _HIDDEN, _CLASSES)
+#: Issue 14's MLP (the fresh-process case of :mod:`.processes`): 512x784 -> 1024 -> 1024 -> 10.
+_MNIST = (512, 784, 1024, _CLASSES)
 
 
-def _compiled_setup(backend: str) -> dict[str, Callable[[], Any]]:
-    """``fastreg``: the example's model under ``torch.compile(fullgraph=True)`` (inductor),
-    compiled here in setup (warm-up steps, not timed); ``fastreg eager``: the same model and
-    optimizer in eager mode (the eager fast path); ``gemm``: the step's GEMMs in NumPy."""
-    import torch
-    from torch import nn
+def _compiled_setup(shape: tuple[int, int, int, int]) -> Callable[[str], dict[str, Any]]:
+    """Contenders for one step of the ``shape = (batch, in, hidden, classes)`` model with two
+    ``DenseDropout`` layers, a ``DropConnectLinear`` head and ``ProxSGD(l1, max_norm)``:
+    ``fastreg``: the model under ``torch.compile(fullgraph=True)`` (inductor), compiled here in
+    setup (warm-up steps, not timed); ``fastreg eager``: the same model in eager mode (the eager
+    fast path); ``torch compiled`` and ``torch eager``: the plain-PyTorch model of the example
+    (``nn.Linear`` + ``nn.ReLU`` + ``nn.Dropout``, ``torch.optim.SGD``) compiled and eager, so the
+    table shows what compiling costs PyTorch itself at this size; ``gemm``: the step's GEMMs."""
+    batch, n_in, hidden, classes = shape
 
-    from .. import torch as ft
+    def setup(backend: str) -> dict[str, Any]:
+        import torch
+        from torch import nn
 
-    torch.manual_seed(0)
-    x = torch.randn(_DIGITS_BATCH, _IN)
-    target = torch.randint(0, _CLASSES, (_DIGITS_BATCH,))
+        from .. import torch as ft
 
-    def build() -> tuple[Any, Any]:
-        torch.manual_seed(1)
-        model = nn.Sequential(ft.DenseDropout(_IN, _HIDDEN, p=_P),
-                              ft.DenseDropout(_HIDDEN, _HIDDEN, p=_P),
-                              ft.DropConnectLinear(_HIDDEN, _CLASSES, p=0.1))
-        opt = ft.ProxSGD(model.parameters(), lr=0.05, momentum=_MOMENTUM, l1=1e-5,
-                         max_norm=3.0, axis=1)
-        return model, opt
+        torch.manual_seed(0)
+        x = torch.randn(batch, n_in)
+        target = torch.randint(0, classes, (batch,))
 
-    eager_model, eager_opt = build()
-    model, opt = build()
-    compiled = _train_step(torch.compile(model, fullgraph=True), opt, x, target, backend)
-    for _ in range(3):  # compiles the forward and backward graphs (seconds), once
-        compiled()
-    return {"fastreg": compiled,
-            "fastreg eager": _train_step(eager_model, eager_opt, x, target, backend),
-            "gemm": _gemm_limit(_DIGITS_BATCH)}
+        def ours() -> tuple[Any, Any]:
+            torch.manual_seed(1)
+            model = nn.Sequential(ft.DenseDropout(n_in, hidden, p=_P),
+                                  ft.DenseDropout(hidden, hidden, p=_P),
+                                  ft.DropConnectLinear(hidden, classes, p=0.1))
+            opt = ft.ProxSGD(model.parameters(), lr=0.05, momentum=_MOMENTUM, l1=1e-5,
+                             max_norm=3.0, axis=1)
+            return model, opt
+
+        def theirs() -> tuple[Any, Any]:
+            torch.manual_seed(1)
+            model = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(_P),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(_P),
+                                  nn.Linear(hidden, classes))
+            return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=_MOMENTUM)
+
+        steps = {}
+        for label, build, scope in (("fastreg", ours, backend), ("torch compiled", theirs, None)):
+            model, opt = build()
+            steps[label] = _train_step(torch.compile(model, fullgraph=True), opt, x, target,
+                                       scope)
+            for _ in range(3):  # compiles the forward and backward graphs (seconds), once
+                steps[label]()
+        steps["fastreg eager"] = _train_step(*ours(), x, target, backend)
+        steps["torch eager"] = _train_step(*theirs(), x, target)
+        steps["gemm"] = _gemm_limit(batch, [(n_in, hidden), (hidden, hidden), (hidden, classes)])
+        return steps
+
+    return setup
+
+
+def _compiled_case(shape: tuple[int, int, int, int], label: str) -> Case:
+    batch, n_in, hidden, classes = shape
+    return Case(
+        name=f"torch.compile'd {label} train step {batch}x{n_in}->{hidden}->{hidden}->{classes}"
+        " f32 vs eager",
+        family="torch",
+        setup=_compiled_setup(shape),
+        limit="gemm",
+        peers=("fastreg eager", "torch compiled", "torch eager"),
+        flops=3 * 2 * batch * (n_in * hidden + hidden * hidden + hidden * classes),
+        quick=False,
+        goals={"fastreg eager": 1.0},  # issue 15: compiled no slower than eager
+        settle=BLAS_SETTLE_SECONDS,
+    )
 
 
 CASES: list[Case] = (
@@ -156,18 +199,8 @@ CASES: list[Case] = (
             goals={"torch": 1.5},
             settle=BLAS_SETTLE_SECONDS,  # the gemm limit calls NumPy's BLAS
         ),
-        Case(
-            name=f"torch.compile'd digits MLP train step {_DIGITS_BATCH}x{_IN}->{_HIDDEN}->"
-            f"{_HIDDEN}->{_CLASSES} f32 vs eager",
-            family="torch",
-            setup=_compiled_setup,
-            limit="gemm",
-            peers=("fastreg eager",),
-            flops=3 * 2 * _DIGITS_BATCH * sum(k * n for k, n in _layer_shapes()),
-            quick=False,
-            goals={"fastreg eager": 1.0},  # issue 15: compiled no slower than eager
-            settle=BLAS_SETTLE_SECONDS,
-        ),
+        _compiled_case(_DIGITS, "digits MLP"),
+        _compiled_case(_MNIST, "MLP"),
     ]
     if importlib.util.find_spec("torch") is not None
     else []
