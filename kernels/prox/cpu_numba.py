@@ -315,15 +315,40 @@ def _group_norm(x2, g, sum_squares):
     return math.ldexp(np.sqrt(acc), k)
 
 
+@njit(inline="always")
+def _row_sum_squares(x2, g):
+    """``sum(x2[g, j]**2)`` in float64 over eight interleaved partial sums (lane ``j % 8``),
+    added pairwise at the end: one running sum is a chain of dependent additions (4 cycles
+    each), eight keep the adder busy, and the order is fixed, so the result depends on neither
+    the thread count nor the machine's vector width. 256x256 float32, one core: 18 us against
+    33 for the single sum (Zen 4 VM)."""
+    n = x2.shape[1]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    full = n - n % 8
+    for j in range(0, full, 8):
+        e0, e1 = np.float64(x2[g, j]), np.float64(x2[g, j + 1])
+        e2, e3 = np.float64(x2[g, j + 2]), np.float64(x2[g, j + 3])
+        e4, e5 = np.float64(x2[g, j + 4]), np.float64(x2[g, j + 5])
+        e6, e7 = np.float64(x2[g, j + 6]), np.float64(x2[g, j + 7])
+        a0 += e0 * e0
+        a1 += e1 * e1
+        a2 += e2 * e2
+        a3 += e3 * e3
+        a4 += e4 * e4
+        a5 += e5 * e5
+        a6 += e6 * e6
+        a7 += e7 * e7
+    for j in range(full, n):
+        e = np.float64(x2[g, j])
+        a0 += e * e
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _groups_by_row(x2, param, mode, r0, r1):
     zero = x2.dtype.type(0)
     for g in range(r0, r1):
-        acc = 0.0
-        for j in range(x2.shape[1]):
-            e = np.float64(x2[g, j])
-            acc += e * e
-        s = _group_scale(_group_norm(x2, g, acc), param, mode)
+        s = _group_scale(_group_norm(x2, g, _row_sum_squares(x2, g)), param, mode)
         if s != 1.0:
             typed = x2.dtype.type(s)
             for j in range(x2.shape[1]):
