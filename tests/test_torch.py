@@ -323,6 +323,27 @@ def test_module_argument_errors():
         ft.DropConnectLinear(2, 2, per_example=1)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.complex64, torch.bool])
+def test_dropout_refuses_non_float_tensors_before_the_offset_advances(dtype):
+    # SPEC 4/8: integer inputs raise TypeError; a layer raises before its offset advances.
+    x = torch.ones(8, dtype=dtype)
+    layer = ft.Dropout(0.5)
+    with pytest.raises(TypeError, match="x must be a float16"):
+        layer(x)
+    assert int(layer.offset) == 0
+    with pytest.raises(TypeError, match="x must be a float16"):
+        ft.dropout(x, 0.5, seed=SEED, offset=OFFSET)
+    with pytest.raises(TypeError, match="x must be a float16"):
+        torch.ops.fastreg.dropout(x, 0.5, torch.tensor(SEED), torch.tensor(OFFSET), None)
+
+
+def test_dropout_module_bad_noise_shape_raises_before_the_offset_advances():
+    layer = ft.Dropout(0.5, noise_shape=(3, 1))
+    with pytest.raises(ValueError, match="noise_shape"):
+        layer(torch.ones(4, 5, dtype=F64))
+    assert int(layer.offset) == 0
+
+
 def test_rank_seed():
     assert ft.rank_seed(SEED, 0) == SEED
     seeds = {ft.rank_seed(SEED, r) for r in range(64)}

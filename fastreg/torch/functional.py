@@ -14,7 +14,7 @@ from torch import nn
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
 from . import _eager
-from ._bridge import offset_tensor, refuse_functorch, seed_tensor
+from ._bridge import check_float, offset_tensor, refuse_functorch, seed_tensor
 from .layer_ops import (
     check_linear,
     dense_dropout_op,
@@ -61,6 +61,7 @@ def dropout(x: torch.Tensor, p: float, *, seed: Any, offset: Any = 0, training: 
     """
     if not _validate.check_bool(training, "training") or _validate.check_probability(p) == 0.0:
         return x
+    check_float(x, "x")
     if _eager.eager(x, seed, offset):  # the same implementation, without the dispatcher
         shape = resolve_noise_shape(noise_shape, tuple(x.shape))
         return _eager.dropout(x, float(p), *_eager.stream_of(seed, offset), shape)

@@ -35,7 +35,15 @@ from ..dropconnect import dropconnect as _api_dropconnect
 from ..dropconnect import dropconnect_backward as _api_dropconnect_backward
 from ..dropout import dropout as _api_dropout
 from ..random import SALT_DROPCONNECT, SALT_DROPOUT, dropout_scale, kernel_threshold
-from ._bridge import as_array, as_tensor, compute_dtype, cpu_backend, on_device, stream_ints
+from ._bridge import (
+    as_array,
+    as_tensor,
+    check_float,
+    compute_dtype,
+    cpu_backend,
+    on_device,
+    stream_ints,
+)
 
 __all__ = [
     "advance_offset",
@@ -105,7 +113,9 @@ def _(offset: Tensor) -> Tensor:
 def dropout_run(x: Tensor, p: float, s: int, o: int, noise_shape: list[int] | None) -> Tensor:
     """``where(keep, x * scale, +0.0)`` at stream ``(s, o)`` (Python ints): forward and
     backward are the same select. The implementation of ``fastreg::dropout`` and its backward,
-    shared with the eager fast path (``_eager``)."""
+    shared with the eager fast path (``_eager``). A non-float ``x`` raises TypeError (the
+    numba path below would otherwise run on integer or complex storage)."""
+    check_float(x, "x")
     if p == 0.0:
         return x.clone()  # an op's output never aliases its input
     with on_device(x):
@@ -172,8 +182,6 @@ dropout_backward_op.register_autograd(_dropout_grad, setup_context=_dropout_setu
 def check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
     """ValueError/TypeError unless ``x (..., K)``, ``weight (N, K)``, ``bias (N,)`` chain and
     share one float dtype and device."""
-    from ._bridge import check_float
-
     for name, t in (("x", x), ("weight", weight), ("bias", bias)):
         if t is not None:
             check_float(t, name)

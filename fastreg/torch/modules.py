@@ -33,7 +33,7 @@ from torch import nn
 from .. import _validate
 from .._kernels.dense import ACTIVATIONS
 from . import _eager
-from ._bridge import MASK64, rank_seed_tensor, refuse_functorch, stream_ints
+from ._bridge import MASK64, check_float, rank_seed_tensor, refuse_functorch, stream_ints
 from .layer_ops import (
     advance_offset,
     check_linear,
@@ -130,12 +130,14 @@ class Dropout(_RandomStream):
         fast = self._eager(x)
         if not fast:
             refuse_functorch(x)
-        seed, index = self._next_ints() if fast else self._next_stream()
-        if self.p == 0.0:
-            return x
+        # Bad arguments raise before the offset advances (docs/contract/pytorch.md).
+        check_float(x, "x")
         shape = None
         if self.noise_shape is not None:
             shape = resolve_noise_shape(self.noise_shape, tuple(x.shape))
+        seed, index = self._next_ints() if fast else self._next_stream()
+        if self.p == 0.0:
+            return x
         if fast:
             return _eager.dropout(x, self.p, seed, index, shape)
         return dropout_op(x, self.p, seed, index, shape)
