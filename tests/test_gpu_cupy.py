@@ -362,6 +362,34 @@ def test_prox_twins_any_alignment(dtype, shift, mask_shift):
         _close(g, c, dtype)
 
 
+@pytest.mark.parametrize("shift", [0, 1], ids=["vector", "elementwise"])
+@pytest.mark.parametrize(("op", "same"), [
+    ("sgd", ("w", "grad")), ("sgd", ("grad", "buf")), ("sgd", ("w", "buf")),
+    ("adam", ("w", "grad")), ("adam", ("grad", "m")), ("adam", ("m", "v")), ("adam", ("w", "m")),
+    ("adam", ("w", "v"))])
+def test_prox_same_array_twice_matches_numpy(op, same, shift):
+    """Arguments that are the same array (docs/contract/errors.md): every value is read before
+    any write, the states are stored before w; the NumPy twin (checked against the formula in
+    tests/test_prox.py) is the reference, on both the vector and the element-by-element path."""
+    names = ("w", "grad", "buf") if op == "sgd" else ("w", "grad", "m", "v")
+    found = {name: np.random.default_rng(k).uniform(0.1, 2.0, 4099).astype(np.float32)
+             for k, name in enumerate(names)}
+    gpu = {name: _shifted(found[name], shift) for name in names}
+    cpu = {name: found[name].copy() for name in names}
+    for arrays in (gpu, cpu):
+        for name in same[1:]:
+            arrays[name] = arrays[same[0]]
+    for arrays, backend in ((gpu, None), (cpu, "numpy")):
+        if op == "sgd":
+            fastreg.prox_sgd_(arrays["w"], arrays["grad"], buf=arrays["buf"], lr=0.1,
+                              momentum=0.9, nesterov=True, backend=backend)
+        else:
+            fastreg.prox_adam_(arrays["w"], arrays["grad"], arrays["m"], arrays["v"], step=2,
+                               lr=0.01, eps=1e-3, backend=backend)
+    for name in names:
+        _close(gpu[name], cpu[name], np.float32)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 def test_prox_adam_any_layout_matches_numpy(dtype, layout):

@@ -526,3 +526,59 @@ def test_group_ops_bad_input(backend):
 def test_top_level_exports():
     for name in ("prox_sgd_", "prox_adam_", "prox_group_lasso_", "max_norm_", "penalty"):
         assert callable(getattr(fastreg, name))
+
+
+# ---------------------------------------------------------------- the same array twice
+# docs/contract/errors.md: arguments that are the very same array are accepted and the result is
+# the formula's: every value is computed from the arrays as the call found them, then the states
+# are written (buf; m, then v), then w, so the shared array ends holding the last one written.
+
+_WRITE_ORDER = ("grad", "buf", "m", "v", "w")  # grad is never written: first, so never "last"
+
+
+def _shared_arrays(names, same, seed):
+    """Found values for ``names`` (the names in ``same`` share one array), positive so that any
+    of them may be ``v``, and the arrays to pass."""
+    rng = _rng(seed)
+    found = {name: rng.uniform(0.1, 2.0, 40) for name in names}
+    for name in same[1:]:
+        found[name] = found[same[0]]
+    shared = found[same[0]].copy()
+    arrays = {name: shared if name in same else found[name].copy() for name in names}
+    return found, arrays
+
+
+def _check_after(arrays, expected, same):
+    last = max(same, key=_WRITE_ORDER.index)
+    for name, array in arrays.items():
+        want = expected[last] if name in same else expected[name]
+        _close(array, want, np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("same", [("w", "grad"), ("grad", "buf"), ("w", "buf")])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_prox_sgd_same_array_twice_follows_the_formula(backend, same, nesterov):
+    found, arrays = _shared_arrays(("w", "grad", "buf"), same, seed=11)
+    lr, momentum = 0.1, 0.9
+    new_buf = momentum * found["buf"] + found["grad"]
+    d = found["grad"] + momentum * new_buf if nesterov else new_buf
+    expected = {"w": found["w"] - lr * d, "buf": new_buf, "grad": found["grad"]}
+    prox_sgd_(arrays["w"], arrays["grad"], lr=lr, momentum=momentum, nesterov=nesterov,
+              buf=arrays["buf"], backend=backend)
+    _check_after(arrays, expected, same)
+
+
+@pytest.mark.parametrize("same", [("w", "grad"), ("grad", "m"), ("grad", "v"), ("m", "v"),
+                                  ("w", "m"), ("w", "v")])
+def test_prox_adam_same_array_twice_follows_the_formula(backend, same):
+    found, arrays = _shared_arrays(("w", "grad", "m", "v"), same, seed=12)
+    step, lr, beta1, beta2, eps = 3, 0.01, 0.9, 0.999, 1e-3
+    g = found["grad"]
+    new_m = beta1 * found["m"] + (1 - beta1) * g
+    new_v = beta2 * found["v"] + (1 - beta2) * g * g
+    m_hat, v_hat = new_m / (1 - beta1**step), new_v / (1 - beta2**step)
+    expected = {"w": found["w"] - lr * m_hat / (np.sqrt(v_hat) + eps), "m": new_m, "v": new_v,
+                "grad": g}
+    prox_adam_(arrays["w"], arrays["grad"], arrays["m"], arrays["v"], step=step, lr=lr,
+               beta1=beta1, beta2=beta2, eps=eps, backend=backend)
+    _check_after(arrays, expected, same)

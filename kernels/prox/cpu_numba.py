@@ -135,12 +135,15 @@ def _soft_threshold(v, t, zero):
 def _sgd_span(w, g, buf, mask, lr, thr, shrink, momentum, nesterov):
     zero = w.dtype.type(0)
     for i in range(w.size):
+        # Every element reads all its values before writing the state, then w (ref_numpy's
+        # order: arguments that are the same array agree on every backend).
         d = g[i]
+        wi = w[i]
         if buf is not None:
             b = momentum * buf[i] + d
             buf[i] = b
             d = d + momentum * b if nesterov else b
-        r = _soft_threshold(w[i] - lr * d, thr, zero) * shrink
+        r = _soft_threshold(wi - lr * d, thr, zero) * shrink
         if mask is not None:
             r = r if mask[i] else zero
         w[i] = r
@@ -214,12 +217,13 @@ def _adam_span(w, g, m, v, mask, beta1, one_minus_beta1, beta2, one_minus_beta2,
     one = w.dtype.type(1)
     for i in range(w.size):
         gi = g[i]
+        wi = w[i]  # read before any write, as in _sgd_span
         mi = beta1 * m[i] + one_minus_beta1 * gi
         vi = beta2 * v[i] + one_minus_beta2 * gi * gi
         m[i] = mi
         v[i] = vi
         inv_psi = one / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
-        z = w[i] * decay - step_size * mi * inv_psi
+        z = wi * decay - step_size * mi * inv_psi
         if prox != 0:
             metric = inv_psi if prox == 1 else one  # 1: the Adam metric; 2: decoupled
             z = _soft_threshold(z, lr_l1 * metric, zero) / (one + two_lr_l2 * metric)

@@ -11,19 +11,31 @@ FR_HD C fr_soft_threshold(C v, C t) {
     return magnitude <= t ? (C)0 : (v > (C)0 ? v - t : v + t);
 }
 
+// `x` as a load returns it once stored in a T (rounded once for 16-bit storage).
+template <typename T, typename C>
+FR_HD C fr_as_stored(C x) {
+    T stored;
+    fr_store(&stored, 0, x);
+    return fr_load(&stored, 0);
+}
+
 // buf = momentum*buf + grad; d = buf (grad + momentum*buf if nesterov; grad without buf);
 // w = S(w - lr*d, thr) * shrink; w = +0.0 where the mask drops.
 template <typename T, typename C>
 FR_HD void fr_sgd_element(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 i, C lr,
                           C thr, C shrink, C momentum, bool nesterov) {
+    // Every value is read before any write; the state is written before w (every twin's
+    // order: arguments that are the same array agree).
     const C g = fr_load(grad, i);
+    const C wi = fr_load(w, i);
     C d = g;
     if (buf) {
         const C b = momentum * fr_load(buf, i) + g;
         fr_store(buf, i, b);
-        d = nesterov ? g + momentum * fr_load(buf, i) : fr_load(buf, i);
+        const C stored = fr_as_stored<T>(b);  // 16-bit state rounds before use
+        d = nesterov ? g + momentum * stored : stored;
     }
-    C r = fr_soft_threshold(fr_load(w, i) - lr * d, thr) * shrink;
+    C r = fr_soft_threshold(wi - lr * d, thr) * shrink;
     if (mask && !mask[i]) r = (C)0;
     fr_store(w, i, r);
 }
@@ -35,12 +47,17 @@ template <typename T, typename C>
 FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char *mask, fr_u64 i,
                            C beta1, C omb1, C beta2, C omb2, C step_size, C inv_sqrt_bc2, C eps,
                            C decay, C lr_l1, C two_lr_l2, int prox) {
+    // Every value is read before any write; m, v, then w are stored (see fr_sgd_element).
     const C g = fr_load(grad, i);
-    fr_store(m, i, beta1 * fr_load(m, i) + omb1 * g);
-    fr_store(v, i, beta2 * fr_load(v, i) + omb2 * g * g);
-    const C mi = fr_load(m, i);  // re-read: float16 state rounds before use, as NumPy's does
-    const C r = (C)1 / (sqrt(fr_load(v, i)) * inv_sqrt_bc2 + eps);
-    C z = fr_load(w, i) * decay - step_size * mi * r;
+    const C wi = fr_load(w, i);
+    const C m_new = beta1 * fr_load(m, i) + omb1 * g;
+    const C v_new = beta2 * fr_load(v, i) + omb2 * g * g;
+    fr_store(m, i, m_new);
+    fr_store(v, i, v_new);
+    // 16-bit state rounds before use, as NumPy's does
+    const C mi = fr_as_stored<T>(m_new);
+    const C r = (C)1 / (sqrt(fr_as_stored<T>(v_new)) * inv_sqrt_bc2 + eps);
+    C z = wi * decay - step_size * mi * r;
     if (prox) {  // 1: the prox in the Adam metric; 2: decoupled (outside it)
         const C t = prox == 1 ? r : (C)1;
         z = fr_soft_threshold(z, lr_l1 * t) / ((C)1 + two_lr_l2 * t);
@@ -52,7 +69,7 @@ FR_HD void fr_adam_element(T *w, const T *grad, T *m, T *v, const unsigned char 
 // Four consecutive elements [q, q + 4) of one tensor, clipped at hi; a thread's quad moves as one
 // vector access per array where `vector` (all of the tensor's arrays quad-aligned) and the quad is
 // whole, element by element otherwise. The element functions run on the loaded registers then,
-// so both paths compute the same values (re-reads of buf, m, v see the rounded stored value).
+// so both paths compute the same values.
 template <typename T, typename C>
 FR_HD void fr_sgd_quad(T *w, const T *grad, T *buf, const unsigned char *mask, fr_u64 q, fr_u64 hi,
                        bool vector, C lr, C thr, C shrink, C momentum, bool nesterov) {
@@ -65,8 +82,8 @@ FR_HD void fr_sgd_quad(T *w, const T *grad, T *buf, const unsigned char *mask, f
         for (int t = 0; t < 4; ++t)
             fr_sgd_element(wq.v, gq.v, buf ? bq.v : (T *)0, mask ? mq.v : (unsigned char *)0, t,
                            lr, thr, shrink, momentum, nesterov);
+        if (buf) fr_store_quad(buf, q, bq);  // the state before w, as element by element
         fr_store_quad(w, q, wq);
-        if (buf) fr_store_quad(buf, q, bq);
         return;
     }
     for (fr_u64 i = q; i < q + 4 && i < hi; ++i)
@@ -86,9 +103,9 @@ FR_HD void fr_adam_quad(T *w, const T *grad, T *m, T *v, const unsigned char *ma
             fr_adam_element(wq.v, gq.v, mq.v, vq.v, mask ? kq.v : (unsigned char *)0, t, beta1,
                             omb1, beta2, omb2, step_size, inv_sqrt_bc2, eps, decay, lr_l1,
                             two_lr_l2, prox);
-        fr_store_quad(w, q, wq);
-        fr_store_quad(m, q, mq);
+        fr_store_quad(m, q, mq);  // the states before w, as element by element
         fr_store_quad(v, q, vq);
+        fr_store_quad(w, q, wq);
         return;
     }
     for (fr_u64 i = q; i < q + 4 && i < hi; ++i)

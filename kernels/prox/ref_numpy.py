@@ -21,14 +21,19 @@ def _soft_threshold(v: np.ndarray, t) -> np.ndarray:
 def sgd_update(w, grad, buf, mask, lr, thr, shrink, momentum, nesterov) -> None:
     """``buf = momentum*buf + grad``; ``d = buf`` (``grad + momentum*buf`` if nesterov; ``grad``
     if ``buf`` is None); ``w = S(w - lr*d, thr) * shrink``; ``w[~mask] = +0.0``."""
+    # Every value is computed from the arrays as the call found them, then the state is
+    # written, then w (the order of every twin): arguments that are the same array
+    # (docs/contract/errors.md) give the same result on every backend.
     d = grad
+    new_buf = None
     if buf is not None:
-        buf *= momentum
-        buf += grad
-        d = grad + momentum * buf if nesterov else buf
+        new_buf = momentum * buf + grad
+        d = grad + momentum * new_buf if nesterov else new_buf
     result = _soft_threshold(w - lr * d, thr) * shrink
     if mask is not None:
         result = np.where(mask, result, w.dtype.type(0))
+    if new_buf is not None:
+        buf[...] = new_buf
     w[...] = result
 
 
@@ -48,18 +53,19 @@ def adam_update(
     ``z = w*decay - step_size*m*r``; ``prox`` 1 (the Adam metric): ``w = S(z, lr_l1*r) /
     (1 + two_lr_l2*r)``; ``prox`` 2 (decoupled): ``w = S(z, lr_l1) / (1 + two_lr_l2)``; ``prox``
     0: ``w = z``; then ``w[~mask] = +0.0``."""
-    m *= beta1
-    m += one_minus_beta1 * grad
-    v *= beta2
-    v += one_minus_beta2 * grad * grad
+    # Computed from the arrays as found, then written: m, v, then w (see sgd_update).
+    new_m = beta1 * m + one_minus_beta1 * grad
+    new_v = beta2 * v + one_minus_beta2 * grad * grad
     one = w.dtype.type(1)
-    inv_psi = one / (np.sqrt(v) * inv_sqrt_bc2 + eps)
-    z = w * decay - step_size * m * inv_psi
+    inv_psi = one / (np.sqrt(new_v) * inv_sqrt_bc2 + eps)
+    z = w * decay - step_size * new_m * inv_psi
     if prox:
         metric = inv_psi if prox == 1 else one
         z = _soft_threshold(z, lr_l1 * metric) / (one + two_lr_l2 * metric)
     if mask is not None:
         z = np.where(mask, z, w.dtype.type(0))
+    m[...] = new_m
+    v[...] = new_v
     w[...] = z
 
 
