@@ -551,6 +551,26 @@ def test_bad_out(backend):
         fastreg.augment(x, seed=0, out=[0], backend=backend)
 
 
+def test_out_may_share_a_buffer_with_x_without_overlapping(backend):
+    # ops.md: out must not overlap x; two channels of one interleaved buffer do not overlap.
+    buf = _images((10, 5, 6, 2), np.float32)
+    x, out = buf[..., 0], buf[..., 1]
+    source = x.copy()
+    y = fastreg.random_translate(x, 2, seed=SEED, offset=OFFSET, fill=4.0, out=out,
+                                 backend=backend)
+    assert y is out
+    uu = u(np.arange(10))
+    padded = np.pad(source, ((0, 0), (2, 2), (2, 2)), constant_values=np.float32(4.0))
+    for n in range(10):
+        dy, dx = (math.floor(uu[n, k] * 5) - 2 for k in (2, 3))
+        same_bits(np.ascontiguousarray(out[n]),
+                  np.ascontiguousarray(padded[n, 2 - dy : 7 - dy, 2 - dx : 8 - dx]))
+    same_bits(np.ascontiguousarray(buf[..., 0]), source)  # x untouched
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        fastreg.random_translate(buf[:, :, :, 0], 2, seed=0, out=buf[:, ::-1, :, 0],
+                                 backend=backend)
+
+
 def test_default_fill_is_zero_and_uint8_integral_float_fill(backend):
     x = np.full((8, 5, 5), 200, np.uint8)
     y = fastreg.random_translate(x, 2, seed=3, backend=backend)
