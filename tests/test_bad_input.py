@@ -138,8 +138,10 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
         low = {"step": 0, "rounds": -1, "samples": 0}[name]
         cases += [("float", 2.0, TypeError), ("str", "2", TypeError), ("bool", True, TypeError),
                   ("below range", low, ValueError)]
-        if name == "step":  # beta**step is a float power: an int beyond float64 is refused
+        if name in ("step", "samples"):  # a float power; an array dimension
             cases.append(("huge", 10**400, ValueError))
+        if name == "samples":
+            cases.append(("2**63", 2**63, ValueError))
     elif name in BOOLS:
         cases += [("int", 1, TypeError), ("str", "yes", TypeError)]
     elif name in CHOICES:
