@@ -491,10 +491,7 @@ def check_image(x: Any, data_format: Any, name: str = "x") -> tuple[int, int, in
     contiguous channels (``P = C`` planes of one channel for channels_first)."""
     data_format = check_choice(data_format, "data_format", DATA_FORMATS)
     if not _is_array(x):
-        raise TypeError(
-            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
-            f"(convert with numpy.asarray first)"
-        )
+        raise not_an_array(x, name)
     if x.dtype.name not in IMAGE_DTYPES:
         raise TypeError(f"{name} must have dtype {', '.join(IMAGE_DTYPES)}; got {x.dtype}")
     if x.ndim == 3:

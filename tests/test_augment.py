@@ -533,6 +533,23 @@ def test_bad_input_names_the_argument_and_modifies_nothing(backend, case):
     assert (X == 0).all()
 
 
+@pytest.mark.parametrize("op", ["flip", "translate", "cutout", "augment", "affine"])
+def test_non_array_x_is_pointed_the_way(backend, op):
+    # errors.md: a NumPy scalar is pointed to numpy.asarray, a PyTorch tensor to fastreg.torch
+    call = {"flip": lambda x: fastreg.random_flip(x, seed=0, backend=backend),
+            "translate": lambda x: fastreg.random_translate(x, 1, seed=0, backend=backend),
+            "cutout": lambda x: fastreg.random_cutout(x, 1, seed=0, backend=backend),
+            "augment": lambda x: fastreg.augment(x, seed=0, backend=backend),
+            "affine": lambda x: fastreg.random_affine(x, seed=0, backend=backend)}[op]
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*numpy\.asarray"):
+        call(np.float32(1.0))
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*numpy\.asarray"):
+        call([[[0.0]]])
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*fastreg\.torch"):
+        call(torch.zeros(2, 3, 3))
+
+
 def test_bad_out(backend):
     x = _images((3, 4, 4), np.float32)
     with pytest.raises(ValueError, match="out must not overlap x"):
