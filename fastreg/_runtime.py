@@ -348,8 +348,12 @@ def _register_threadpoolctl() -> None:
             global _threadpoolctl_limit
             # threadpoolctl restores the value get_num_threads returned on entry: that is no
             # limit unless one was already set.
+            # "No limit" is the count get_num_threads reports without one, which counts a
+            # set_num_threads above the CPU count: threadpool_limits(4) after set_num_threads(8)
+            # on 2 CPUs limits fastreg to 4.
             limit = None if num_threads is None else max(1, int(num_threads))
-            _threadpoolctl_limit = None if limit is not None and limit >= _MAX_THREADS else limit
+            unlimited = max(_MAX_THREADS, _global_threads or 0)
+            _threadpoolctl_limit = None if limit is not None and limit >= unlimited else limit
 
         def get_version(self) -> str | None:
             return None

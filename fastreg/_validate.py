@@ -491,10 +491,7 @@ def check_image(x: Any, data_format: Any, name: str = "x") -> tuple[int, int, in
     contiguous channels (``P = C`` planes of one channel for channels_first)."""
     data_format = check_choice(data_format, "data_format", DATA_FORMATS)
     if not _is_array(x):
-        raise TypeError(
-            f"{name} must be a NumPy or CuPy array, got {type(x).__name__} "
-            f"(convert with numpy.asarray first)"
-        )
+        raise not_an_array(x, name)
     if x.dtype.name not in IMAGE_DTYPES:
         raise TypeError(f"{name} must have dtype {', '.join(IMAGE_DTYPES)}; got {x.dtype}")
     if x.ndim == 3:
@@ -515,17 +512,10 @@ def check_image(x: Any, data_format: Any, name: str = "x") -> tuple[int, int, in
 _LAYOUTS = {"channels_last": "N, H, W, C", "channels_first": "N, C, H, W"}
 
 
-def _may_share_memory(a: Any, b: Any) -> bool:
-    if array_kind(a) == "cupy":
-        import cupy
-
-        return bool(cupy.may_share_memory(a, b))
-    return bool(np.may_share_memory(a, b))
-
-
 def check_image_out(out: Any, x: Any) -> Any:
-    """``out=`` of an image op: an array of ``x``'s kind, dtype and shape, writeable, sharing no
-    memory with ``x`` (the op reads pixels of ``x`` after writing others)."""
+    """``out=`` of an image op: an array of ``x``'s kind, dtype and shape, writeable, with no
+    element in common with ``x`` (the op reads pixels of ``x`` after writing others); disjoint
+    views of one buffer, such as two channels of an interleaved array, are fine."""
     if out is None:
         return None
     if not _is_array(out):
@@ -537,7 +527,7 @@ def check_image_out(out: Any, x: Any) -> Any:
         raise TypeError(f"out must have dtype {x.dtype} like x, got {out.dtype}")
     check_shape_equal(out, "out", tuple(x.shape), "x's shape")
     check_writeable(out, "out")
-    if _may_share_memory(out, x):
+    if _overlap(out, x):
         raise ValueError("out must not overlap x in memory (an image op reads x after writing "
                          "out), got arrays that share memory")
     return out

@@ -23,6 +23,7 @@ import numpy as np
 from . import _backends
 from ._kernels.augment.params import affine_table, move_table, sample_words
 from ._validate import (
+    _describe,
     check_bool,
     check_choice,
     check_fill,
@@ -121,6 +122,18 @@ _COMMON_DOC = """seed : int in [0, 2**64); offset : int in [0, 2**32), the call 
     backend : "numpy", "numba" or "cupy"; default per docs/backends.md"""
 
 
+def _check_shift_span(shift: tuple[int, int], name: str) -> tuple[int, int]:
+    """``2*m + 1`` of each shift must be a float64 (the formula ``floor(u * (2*m + 1))``):
+    a larger int raises ``ValueError``, never ``OverflowError``."""
+    for m in shift:
+        try:
+            float(2 * m + 1)
+        except OverflowError:
+            raise ValueError(f"{name} is too large for a float (2*{name} + 1 must be a float64), "
+                             f"got {_describe(m)}") from None
+    return shift
+
+
 def _doc(function: Callable) -> Callable:
     function.__doc__ = function.__doc__.replace("    {common}", "    " + _COMMON_DOC)
     return function
@@ -217,7 +230,7 @@ def random_translate(
     >>> bool(y.shape == (4, 8, 8) and set(np.unique(y)) <= {0.0, 1.0})
     True
     """
-    shift = check_size_pair(max_shift, "max_shift", 0)
+    shift = _check_shift_span(check_size_pair(max_shift, "max_shift", 0), "max_shift")
     call = _common(x, seed, offset, fill, data_format, sample_ids, training, out, backend)
     _, _, h, w, _ = call.layout
     return _run(call, lambda words: move_table(
@@ -325,7 +338,7 @@ def augment(
     """
     horizontal_flip = check_bool(horizontal_flip, "horizontal_flip")
     vertical_flip = check_bool(vertical_flip, "vertical_flip")
-    shift = check_size_pair(max_shift, "max_shift", 0)
+    shift = _check_shift_span(check_size_pair(max_shift, "max_shift", 0), "max_shift")
     cut = check_size_pair(cutout, "cutout", 0)
     call = _common(x, seed, offset, fill, data_format, sample_ids, training, out, backend)
     _, _, h, w, _ = call.layout

@@ -23,6 +23,7 @@ from . import _backends
 from ._dtypes import from_compute, host_widens, to_compute
 from ._elementwise import run_flat
 from ._validate import (
+    _describe,
     check_array,
     check_bool,
     check_choice,
@@ -350,10 +351,14 @@ def dropconnect_inference(
     >>> round(float(dropconnect_inference(x, W, p=0.5)[0, 0]), 6)
     0.56419
     """
-    check_layer(x, W, b)
+    rows, _, units = check_layer(x, W, b)
     activation = check_choice(activation, "activation", _ACTIVATIONS)
     if samples is not None:
         samples = check_int_at_least(samples, "samples", 1)
+        if samples >= 2**63 or samples * rows * units >= 2**60:  # beyond any array's size
+            raise ValueError(f"samples is too large: the (samples, ..., N) draws of "
+                             f"{rows * units} elements each cannot be an array, got "
+                             f"{_describe(samples)}")
         check_seed(seed)
         check_offset(offset)
     elif activation in ("tanh", "sigmoid"):

@@ -22,7 +22,7 @@ from ._kernels.philox.constants import (
     SALT_DROPOUT,
     SALT_GAUSSIAN,
 )
-from ._validate import check_offset, check_seed, check_shape
+from ._validate import _describe, _integer, check_offset, check_seed, check_shape
 
 __all__ = [
     "RNG_SPEC_VERSION",
@@ -102,10 +102,9 @@ def philox4x32(counter: Any, key: Any, rounds: int = 10, *, backend: str | None 
     """
     counter = _as_uint32(counter, "counter", 4)
     key = _as_uint32(key, "key", 2)
-    if isinstance(rounds, bool) or not isinstance(rounds, int):
-        raise TypeError(f"rounds must be an int, got {type(rounds).__name__}")
-    if rounds < 0:
-        raise ValueError(f"rounds must be >= 0, got {rounds}")
+    rounds = _integer(rounds, "rounds")  # NumPy integers too, as every int argument
+    if not 0 <= rounds < 2**63:  # the kernels count rounds in an int64
+        raise ValueError(f"rounds must be >= 0 and < 2**63, got {_describe(rounds)}")
     name = _backends.resolve(backend)
     if name == "cupy":  # the host form is the same bits; keep this small helper on the host
         name = "numpy"

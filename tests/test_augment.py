@@ -121,6 +121,40 @@ def test_cutout_equals_a_slice(backend, image_dtype, size):
         same_bits(y[n], expected)
 
 
+@pytest.mark.parametrize(("max_shift", "size"), [((2**62 - 1, 1), 0), ((2, 2**62), 0),
+                                                  ((3**40, 10**30), 0), (0, (10**30, 2)),
+                                                  (0, (3, 2**63 + 7)), (1, 10**30)])
+def test_huge_shifts_and_sizes_follow_the_formula(backend, max_shift, size):
+    # Python-int oracle of the formulas: dy = floor(u_2 * float(2*my + 1)) - my (a shift past
+    # the image leaves only fill), rows [cy - sh//2, cy - sh//2 + sh) clipped (a size past the
+    # image covers it); never an OverflowError from int64 tables.
+    x = _images((12, 5, 6), np.float32)
+    y = fastreg.augment(x, max_shift=max_shift, cutout=size, seed=SEED, offset=OFFSET, fill=9.0,
+                        backend=backend)
+    my, mx = (max_shift, max_shift) if isinstance(max_shift, int) else max_shift
+    sh, sw = (size, size) if isinstance(size, int) else size
+    uu = u(np.arange(12))
+    for n in range(12):
+        dy = math.floor(uu[n, 2] * float(2 * my + 1)) - my
+        dx = math.floor(uu[n, 3] * float(2 * mx + 1)) - mx
+        expected = np.full((5, 6), 9.0, np.float32)
+        for i in range(5):
+            for j in range(6):
+                if 0 <= i - dy < 5 and 0 <= j - dx < 6:
+                    expected[i, j] = x[n, i - dy, j - dx]
+        if sh and sw:
+            cy, cx = math.floor(uu[n, 4] * 5), math.floor(uu[n, 5] * 6)
+            expected[max(cy - sh // 2, 0) : max(cy - sh // 2 + sh, 0),
+                     max(cx - sw // 2, 0) : max(cx - sw // 2 + sw, 0)] = 9.0
+        same_bits(y[n], expected)
+    moved = fastreg.random_translate(x, max_shift, seed=SEED, offset=OFFSET, fill=9.0,
+                                     backend=backend)
+    if size:
+        moved = fastreg.random_cutout(moved, size, seed=SEED, offset=OFFSET, fill=9.0,
+                                      backend=backend)
+    same_bits(moved, y)
+
+
 # ----------------------------------------------------------------------------- augment
 @pytest.mark.parametrize(
     "options",
@@ -448,6 +482,8 @@ def _bad_cases():
         (lambda **k: t(X, 2.0, seed=0, **k), TypeError, "max_shift"),
         (lambda **k: t(X, (1, 2, 3), seed=0, **k), ValueError, "max_shift"),
         (lambda **k: t(X, True, seed=0, **k), TypeError, "max_shift"),
+        (lambda **k: t(X, 10**400, seed=0, **k), ValueError, "max_shift"),
+        (lambda **k: a(X, max_shift=(1, 10**400), seed=0, **k), ValueError, "max_shift"),
         (lambda **k: c(X, 0, seed=0, **k), ValueError, "size"),
         (lambda **k: c(X, (3, 0), seed=0, **k), ValueError, "size"),
         (lambda **k: c(X, 2.0, seed=0, **k), TypeError, "size"),
@@ -497,6 +533,23 @@ def test_bad_input_names_the_argument_and_modifies_nothing(backend, case):
     assert (X == 0).all()
 
 
+@pytest.mark.parametrize("op", ["flip", "translate", "cutout", "augment", "affine"])
+def test_non_array_x_is_pointed_the_way(backend, op):
+    # errors.md: a NumPy scalar is pointed to numpy.asarray, a PyTorch tensor to fastreg.torch
+    call = {"flip": lambda x: fastreg.random_flip(x, seed=0, backend=backend),
+            "translate": lambda x: fastreg.random_translate(x, 1, seed=0, backend=backend),
+            "cutout": lambda x: fastreg.random_cutout(x, 1, seed=0, backend=backend),
+            "augment": lambda x: fastreg.augment(x, seed=0, backend=backend),
+            "affine": lambda x: fastreg.random_affine(x, seed=0, backend=backend)}[op]
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*numpy\.asarray"):
+        call(np.float32(1.0))
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*numpy\.asarray"):
+        call([[[0.0]]])
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array.*fastreg\.torch"):
+        call(torch.zeros(2, 3, 3))
+
+
 def test_bad_out(backend):
     x = _images((3, 4, 4), np.float32)
     with pytest.raises(ValueError, match="out must not overlap x"):
@@ -513,6 +566,26 @@ def test_bad_out(backend):
         fastreg.augment(x, seed=0, out=readonly, backend=backend)
     with pytest.raises(TypeError, match="out must be"):
         fastreg.augment(x, seed=0, out=[0], backend=backend)
+
+
+def test_out_may_share_a_buffer_with_x_without_overlapping(backend):
+    # ops.md: out must not overlap x; two channels of one interleaved buffer do not overlap.
+    buf = _images((10, 5, 6, 2), np.float32)
+    x, out = buf[..., 0], buf[..., 1]
+    source = x.copy()
+    y = fastreg.random_translate(x, 2, seed=SEED, offset=OFFSET, fill=4.0, out=out,
+                                 backend=backend)
+    assert y is out
+    uu = u(np.arange(10))
+    padded = np.pad(source, ((0, 0), (2, 2), (2, 2)), constant_values=np.float32(4.0))
+    for n in range(10):
+        dy, dx = (math.floor(uu[n, k] * 5) - 2 for k in (2, 3))
+        same_bits(np.ascontiguousarray(out[n]),
+                  np.ascontiguousarray(padded[n, 2 - dy : 7 - dy, 2 - dx : 8 - dx]))
+    same_bits(np.ascontiguousarray(buf[..., 0]), source)  # x untouched
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        fastreg.random_translate(buf[:, :, :, 0], 2, seed=0, out=buf[:, ::-1, :, 0],
+                                 backend=backend)
 
 
 def test_default_fill_is_zero_and_uint8_integral_float_fill(backend):

@@ -138,6 +138,10 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
         low = {"step": 0, "rounds": -1, "samples": 0}[name]
         cases += [("float", 2.0, TypeError), ("str", "2", TypeError), ("bool", True, TypeError),
                   ("below range", low, ValueError)]
+        if name in ("step", "samples"):  # a float power; an array dimension
+            cases.append(("huge", 10**400, ValueError))
+        if name == "samples":
+            cases.append(("2**63", 2**63, ValueError))
     elif name in BOOLS:
         cases += [("int", 1, TypeError), ("str", "yes", TypeError)]
     elif name in CHOICES:
@@ -154,6 +158,8 @@ def _bad_values(name: str, valid: Any, paired: bool) -> list[tuple[str, Any, typ
                   ("below range", SIZES[name] - 1, ValueError),
                   ("pair below range", (1, SIZES[name] - 1), ValueError),
                   ("triple", (1, 1, 1), ValueError)]
+        if name == "max_shift":  # floor(u * (2*my + 1)) needs 2*my + 1 as a float64
+            cases += [("huge", 10**400, ValueError), ("huge pair", (1, 10**400), ValueError)]
     elif name == "sample_ids":
         cases += [("float ids", valid.astype(np.float64), TypeError),
                   ("bool ids", valid.astype(bool), TypeError),

@@ -54,6 +54,17 @@ def test_philox_fewer_rounds_differ_and_zero_rounds_is_identity(backend):
     )
 
 
+def test_philox_rounds_any_int_type_and_bad_values(backend):
+    counter, key = np.zeros(4, np.uint32), np.zeros(2, np.uint32)
+    want = [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]  # Random123 kat_vectors
+    for rounds in (np.int64(10), np.uint8(10)):
+        assert fastreg.philox4x32(counter, key, rounds, backend=backend).tolist() == want
+    for bad, error in ((2**63, ValueError), (10**400, ValueError), (-1, ValueError),
+                       (10.0, TypeError), (np.float64(10), TypeError), (True, TypeError)):
+        with pytest.raises(error, match="rounds"):
+            fastreg.philox4x32(counter, key, bad, backend=backend)
+
+
 def _philox_by_the_book(counter, key):
     """Philox4x32-10 written from docs/contract/random-stream.md with Python ints: an independent
     oracle."""

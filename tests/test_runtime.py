@@ -247,3 +247,28 @@ def test_threadpoolctl_limits_fastreg():
             assert fastreg.get_num_threads() == 1
         assert fastreg.get_num_threads() == before
     """)
+
+
+def test_threadpoolctl_limits_a_count_set_above_the_cpus():
+    pytest.importorskip("threadpoolctl")
+    _run_script("""
+        import fastreg
+        from fastreg import _runtime
+        from threadpoolctl import threadpool_limits
+
+        cpus = _runtime._MAX_THREADS
+        fastreg.set_num_threads(cpus + 6)
+        assert fastreg.get_num_threads() == cpus + 6
+        with threadpool_limits(cpus + 2):
+            assert fastreg.get_num_threads() == cpus + 2  # min(set, limit)
+        assert fastreg.get_num_threads() == cpus + 6
+        with threadpool_limits(cpus + 9):  # above the set count: no effect
+            assert fastreg.get_num_threads() == cpus + 6
+        with threadpool_limits(1):
+            assert fastreg.get_num_threads() == 1
+        assert fastreg.get_num_threads() == cpus + 6
+        fastreg.set_num_threads(1)
+        with threadpool_limits(cpus):
+            assert fastreg.get_num_threads() == 1
+        assert fastreg.get_num_threads() == 1
+    """)

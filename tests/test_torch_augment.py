@@ -86,6 +86,26 @@ def test_bad_arguments():
         RandomAugment(flip=True, seed=0)(np.ones((2, 1, 3, 3)))
     with pytest.raises(TypeError, match="seed"):
         AugmentBatch(seed=None)
+    with pytest.raises(ValueError, match="fill"):  # never OverflowError (errors.md)
+        RandomAugment(fill=10**400)
+    with pytest.raises(ValueError, match="max_shift"):
+        RandomAugment(max_shift=(1, 2**63))
+    with pytest.raises(ValueError, match="fill"):
+        AugmentBatch(seed=0, fill=-(10**400))
+
+
+def test_module_cutout_larger_than_int64_cuts_whole_rows():
+    # rows [cy - sh//2, cy - sh//2 + sh) clipped: a size past the image covers every row, so
+    # only the 2 columns around cx = floor(u_5 * W) (u_5 from the raw salt-3 stream) stay cut.
+    layer = RandomAugment(cutout=(10**30, 2), fill=-1.0, seed=8)
+    x = torch.rand(5, 2, 4, 6) + 1
+    y = layer(x)
+    bits = fastreg.random_bits(8 * 5, seed=8, offset=0, salt=3, backend="numpy").reshape(5, 8)
+    for n in range(5):
+        cx = int(((float(bits[n, 5]) + 0.5) * 2.0**-32) * 6)
+        want = x[n].clone()
+        want[:, :, max(cx - 1, 0) : cx + 1] = -1.0
+        assert torch.equal(y[n], want), n
 
 
 def _dataset():

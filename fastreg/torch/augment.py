@@ -42,6 +42,10 @@ _CALLS = 1 << 31
 #: Sample ids of a collated batch: ``batch * _STRIDE + position`` (2**37 batches of up to
 #: 2**24 samples before ids reach 2**61).
 _STRIDE = 1 << 24
+#: The custom op passes max_shift and cutout as int64s; a cutout size is clipped to
+#: _CUT_LIMIT (at least 2*H + 1 for any image that fits in memory: the same whole-axis cut).
+_INT64 = 1 << 63
+_CUT_LIMIT = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,26 @@ class _Params:
            shift: Any, cutout: Any, fill: Any, interpolation: Any, data_format: Any) -> _Params:
         if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
             raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
+        try:
+            fill = float(fill)
+        except OverflowError:
+            raise ValueError(f"fill is too large for a float, got {_validate._describe(fill)}"
+                             ) from None
+        shifts = _validate.check_size_pair(max_shift, "max_shift", 0)
+        if max(shifts) >= _INT64:  # the custom op takes int64s
+            raise ValueError(f"max_shift entries must be below 2**63 in fastreg.torch, got "
+                             f"{_validate._describe(max_shift)}")
+        # Any size of 2*extent + 1 or more cuts out the whole axis: larger ones are the same.
+        cuts = tuple(min(c, _CUT_LIMIT) for c in _validate.check_size_pair(cutout, "cutout", 0))
         return cls(
             _validate.check_bool(flip, "flip"),
             _validate.check_bool(vertical_flip, "vertical_flip"),
-            _validate.check_size_pair(max_shift, "max_shift", 0),
-            _validate.check_size_pair(cutout, "cutout", 0),
+            shifts,
+            cuts,
             _validate.check_finite(rotation, "rotation"),
             _validate.check_probability(zoom, "zoom", allow_one=False),
             _validate.check_nonnegative(shift, "shift"),
-            float(fill),
+            fill,
             _validate.check_choice(interpolation, "interpolation", ("bilinear", "nearest")),
             _validate.check_choice(data_format, "data_format", _validate.DATA_FORMATS),
         )

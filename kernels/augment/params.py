@@ -96,15 +96,16 @@ def move_table(
     words = np.ascontiguousarray(words.T)
     u = uniforms(words)
     (my, mx), (sh, sw) = max_shift, cutout
+    # A size of 2*extent + 1 or more covers the whole axis wherever the centre is: any larger one
+    # is the same rectangle, and the clipped size keeps the int64 arithmetic below exact.
+    sh, sw = min(sh, 2 * height + 1), min(sw, 2 * width + 1)
     columns = np.zeros((8, words.shape[1]), dtype=np.int64)
     if vertical:
         columns[0] = words[1] >= _HALF_RANGE
     if horizontal:
         columns[1] = words[0] >= _HALF_RANGE
-    columns[2] = np.floor(u[2] * (2 * my + 1))  # exact integers: the int64 cast is exact
-    columns[2] -= my
-    columns[3] = np.floor(u[3] * (2 * mx + 1))
-    columns[3] -= mx
+    columns[2] = _shifts(u[2], my, height)
+    columns[3] = _shifts(u[3], mx, width)
     if sh and sw:
         for first, size, extent, centre in ((4, sh, height, u[4]), (6, sw, width, u[5])):
             start = np.floor(centre * extent).astype(np.int64)
@@ -114,6 +115,24 @@ def move_table(
             start += size
             np.minimum(np.maximum(start, low), extent, out=high)
     return columns.T.copy()
+
+
+#: Below this ``max_shift``, ``floor(u * (2*m + 1)) < 2**63``: the int64 arithmetic is exact.
+_INT64_SHIFTS = 2**62
+
+
+def _shifts(u: np.ndarray, m: int, extent: int) -> np.ndarray:
+    """``floor(u * (2*m + 1)) - m`` per sample as int64 (``2*m + 1`` rounded to float64, the
+    floor an exact integer). Past int64 (``m >= 2**62``) the difference is taken in Python ints
+    and clipped to ``[-extent, extent]``: every shift of at least the image's extent moves no
+    pixel into it, so the clipped table gives the same image."""
+    if m < _INT64_SHIFTS:
+        shifts = np.floor(u * (2 * m + 1)).astype(np.int64)  # exact integers: the cast is exact
+        shifts -= m
+        return shifts
+    span = float(2 * m + 1)  # validated by the ops: finite
+    return np.array([max(-extent, min(extent, int(f) - m)) for f in np.floor(u * span).tolist()],
+                    dtype=np.int64)
 
 
 def affine_table(
