@@ -89,17 +89,27 @@ def _conform(a: Any, order: str, written: bool, staged: _Staged, widen: bool = F
     return copy
 
 
+def _all_flag(arrays: list[Any], flag: str) -> bool:
+    # A plain loop, not all(<generator>): this runs once per tensor of an optimizer step.
+    for a in arrays:
+        if not getattr(a.flags, flag):
+            return False
+    return True
+
+
 def _arrange(
     w: Any, inputs: list[Any], states: list[Any], mask: Any, staged: _Staged
 ) -> tuple[Any, list[Any], list[Any], Any]:
     """The arrays of one tensor, all C- or all F-contiguous (F only when ``w`` is F-only), in
     their compute dtype (float32 copies of float16/bfloat16 NumPy arrays, written back)."""
-    others = (*inputs, *states, mask)
     widen = host_widens(_backends.array_kind(w), w.dtype)
     if not widen:
-        if w.flags.c_contiguous and all(a is None or a.flags.c_contiguous for a in others):
+        others = [*inputs, *states]
+        if mask is not None:
+            others.append(mask)
+        if w.flags.c_contiguous and _all_flag(others, "c_contiguous"):
             return w, inputs, states, mask
-        if w.flags.f_contiguous and all(a is None or a.flags.f_contiguous for a in others):
+        if w.flags.f_contiguous and _all_flag(others, "f_contiguous"):
             return w, inputs, states, mask
     order = "F" if w.flags.f_contiguous and not w.flags.c_contiguous else "C"
     return (
