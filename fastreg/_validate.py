@@ -19,6 +19,7 @@ from ._backends import array_kind
 from ._dtypes import DTYPE_NAMES, is_float
 
 __all__ = [
+    "as_float",
     "check_array",
     "check_axes",
     "check_bool",
@@ -47,6 +48,7 @@ __all__ = [
     "check_size_pair",
     "check_update_arrays",
     "check_writeable",
+    "float_in_range",
     "not_an_array",
 ]
 
@@ -62,15 +64,27 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _real(value: Any, name: str) -> float:
+def float_in_range(value: Any, name: str) -> float:
+    """``float(value)``; a number beyond float64's range (an int or Fraction such as 10**400)
+    raises ``ValueError`` naming ``name``, never ``OverflowError`` (docs/contract/errors.md)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be a number within float64's range, got {_describe(value)}"
+        ) from None
+
+
+def as_float(value: Any, name: str) -> float:
+    """A real number (not a bool) as a float, NaN and infinities included
+    (:func:`float_in_range`)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        value = float(value)
-    except OverflowError:  # an int (or Fraction) beyond float64's range, e.g. 10**400
-        raise ValueError(
-            f"{name} must be a real number within float64's range, got {_describe(value)}"
-        ) from None
+    return float_in_range(value, name)
+
+
+def _real(value: Any, name: str) -> float:
+    value = as_float(value, name)
     if value != value:
         raise ValueError(f"{name} must not be NaN")
     return value
@@ -572,8 +586,7 @@ def check_fill(fill: Any, dtype: np.dtype) -> Any:
     """``fill`` cast once to ``dtype``: any real for a float dtype (NaN and infinities allowed;
     a value beyond the dtype's range becomes an infinity), an integer in ``[0, 255]`` for
     uint8 (an integral float such as the default ``0.0`` counts as one)."""
-    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
-        raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
+    as_float(fill, "fill")  # TypeError or ValueError before any cast
     if dtype == np.uint8:
         if isinstance(fill, numbers.Integral):
             ok = 0 <= int(fill) <= 255
@@ -584,10 +597,7 @@ def check_fill(fill: Any, dtype: np.dtype) -> Any:
             raise ValueError(f"fill must be an integer in [0, 255] for uint8 images, got "
                              f"{fill!r}")
         return dtype.type(int(fill))
-    try:
-        value = float(fill)
-    except OverflowError:
-        raise ValueError(f"fill is too large for a float, got {_describe(fill)}") from None
+    value = float(fill)
     with np.errstate(over="ignore"):
         return dtype.type(value)
 

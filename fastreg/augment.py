@@ -23,7 +23,6 @@ import numpy as np
 from . import _backends
 from ._kernels.augment.params import affine_table, move_table, sample_words
 from ._validate import (
-    _describe,
     check_bool,
     check_choice,
     check_fill,
@@ -35,6 +34,7 @@ from ._validate import (
     check_probability,
     check_sample_ids,
     check_size_pair,
+    float_in_range,
 )
 from .random import derive_key
 
@@ -126,11 +126,7 @@ def _check_shift_span(shift: tuple[int, int], name: str) -> tuple[int, int]:
     """``2*m + 1`` of each shift must be a float64 (the formula ``floor(u * (2*m + 1))``):
     a larger int raises ``ValueError``, never ``OverflowError``."""
     for m in shift:
-        try:
-            float(2 * m + 1)
-        except OverflowError:
-            raise ValueError(f"{name} is too large for a float (2*{name} + 1 must be a float64), "
-                             f"got {_describe(m)}") from None
+        float_in_range(2 * m + 1, f"2*{name} + 1")
     return shift
 
 

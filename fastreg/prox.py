@@ -27,7 +27,6 @@ import numpy as np
 from . import _backends
 from ._dtypes import compute_dtype, host_widens
 from ._validate import (
-    _describe,
     check_array,
     check_axes,
     check_bool,
@@ -38,6 +37,7 @@ from ._validate import (
     check_nonnegative,
     check_probability,
     check_update_arrays,
+    float_in_range,
 )
 
 __all__ = ["max_norm_", "penalty", "prox_adam_", "prox_group_lasso_", "prox_sgd_"]
@@ -304,11 +304,7 @@ def prox_adam_(
     [0.89, 0.0]
     """
     step = check_int_at_least(step, "step", 1)
-    try:  # beta**step: a float power (docs/contract/errors.md: ValueError, never OverflowError)
-        float(step)
-    except OverflowError:
-        raise ValueError(f"step must be an int within float64's range, got "
-                         f"{_describe(step)}") from None
+    float_in_range(step, "step")  # beta**step is a float power
     lr = check_nonnegative(lr, "lr")
     beta1 = check_probability(beta1, "beta1", allow_one=False)
     beta2 = check_probability(beta2, "beta2", allow_one=False)

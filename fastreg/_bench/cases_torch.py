@@ -42,17 +42,32 @@ _BATCH, _IN, _HIDDEN, _CLASSES = 512, 64, 256, 10
 _P, _LR, _MOMENTUM, _WEIGHT_DECAY = 0.2, 0.01, 0.9, 1e-4
 
 
-def _layer_shapes() -> list[tuple[int, int]]:
-    return [(_IN, _HIDDEN), (_HIDDEN, _HIDDEN), (_HIDDEN, _CLASSES)]
+def _layer_shapes(n_in: int = _IN, hidden: int = _HIDDEN,
+                  classes: int = _CLASSES) -> list[tuple[int, int]]:
+    """``(in, out)`` of the three layers of an ``n_in -> hidden -> hidden -> classes`` MLP."""
+    return [(n_in, hidden), (hidden, hidden), (hidden, classes)]
 
 
-def _gemm_limit(batch: int,
-                shapes: list[tuple[int, int]] | None = None) -> Callable[[], Any]:
+def _step_flops(batch: int, shapes: list[tuple[int, int]]) -> int:
+    """The multiply-adds of a step's GEMMs: forward, ``dx`` and ``dW`` of each layer."""
+    return 3 * 2 * batch * sum(k * n for k, n in shapes)
+
+
+def _plain_mlp(n_in: int, hidden: int, classes: int) -> Any:
+    """What a PyTorch user writes: ``nn.Linear`` + ``nn.ReLU`` + ``nn.Dropout`` x2 + a head."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(_P),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(_P),
+                         nn.Linear(hidden, classes))
+
+
+def _gemm_limit(batch: int, shapes: list[tuple[int, int]]) -> Callable[[], Any]:
     """The step's GEMMs at ``batch`` rows (forward, ``dx`` and ``dW`` of each layer ``(in,
-    out)`` of ``shapes``, default :func:`_layer_shapes`) in NumPy."""
+    out)`` of ``shapes``) in NumPy."""
     rng = np.random.default_rng(0)
     layers = []
-    for k, n in shapes or _layer_shapes():
+    for k, n in shapes:
         x = rng.standard_normal((batch, k), dtype=np.float32)
         W = rng.standard_normal((k, n), dtype=np.float32)
         dz = rng.standard_normal((batch, n), dtype=np.float32)
@@ -93,25 +108,20 @@ def _setup(backend: str) -> dict[str, Callable[[], Any]]:
     torch.manual_seed(0)
     x = torch.randn(_BATCH, _IN)
     target = torch.randint(0, _CLASSES, (_BATCH,))
-    (k0, h), (_, h2), (_, c) = _layer_shapes()
+    (k0, h), _, (_, c) = _layer_shapes()
 
     torch.manual_seed(1)
-    ours = nn.Sequential(ft.DenseDropout(k0, h, p=_P), ft.DenseDropout(h, h2, p=_P),
-                         nn.Linear(h2, c))
+    ours = nn.Sequential(ft.DenseDropout(k0, h, p=_P), ft.DenseDropout(h, h, p=_P),
+                         nn.Linear(h, c))
     torch.manual_seed(1)
-    theirs = nn.Sequential(nn.Linear(k0, h), nn.ReLU(), nn.Dropout(_P), nn.Linear(h, h2),
-                           nn.ReLU(), nn.Dropout(_P), nn.Linear(h2, c))
+    theirs = _plain_mlp(k0, h, c)
     our_opt = ft.ProxSGD(ours.parameters(), lr=_LR, momentum=_MOMENTUM, l2=_WEIGHT_DECAY / 2)
     their_opt = torch.optim.SGD(theirs.parameters(), lr=_LR, momentum=_MOMENTUM,
                                 weight_decay=_WEIGHT_DECAY)
 
     return {"fastreg": _train_step(ours, our_opt, x, target, backend),
             "torch": _train_step(theirs, their_opt, x, target),
-            "gemm": _gemm_limit(_BATCH)}
-
-
-def _flops() -> int:
-    return 3 * 2 * _BATCH * sum(k * n for k, n in _layer_shapes())
+            "gemm": _gemm_limit(_BATCH, _layer_shapes())}
 
 
 #: The digits example's model and step (examples/digits_mlp.py): batch 64, 64 -> 256 -> 256 -> 10.
@@ -151,9 +161,7 @@ def _compiled_setup(shape: tuple[int, int, int, int]) -> Callable[[str], dict[st
 
         def theirs() -> tuple[Any, Any]:
             torch.manual_seed(1)
-            model = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(_P),
-                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(_P),
-                                  nn.Linear(hidden, classes))
+            model = _plain_mlp(n_in, hidden, classes)
             return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=_MOMENTUM)
 
         steps = {}
@@ -165,7 +173,7 @@ def _compiled_setup(shape: tuple[int, int, int, int]) -> Callable[[str], dict[st
                 steps[label]()
         steps["fastreg eager"] = _train_step(*ours(), x, target, backend)
         steps["torch eager"] = _train_step(*theirs(), x, target)
-        steps["gemm"] = _gemm_limit(batch, [(n_in, hidden), (hidden, hidden), (hidden, classes)])
+        steps["gemm"] = _gemm_limit(batch, _layer_shapes(n_in, hidden, classes))
         return steps
 
     return setup
@@ -180,7 +188,7 @@ def _compiled_case(shape: tuple[int, int, int, int], label: str) -> Case:
         setup=_compiled_setup(shape),
         limit="gemm",
         peers=("fastreg eager", "torch compiled", "torch eager"),
-        flops=3 * 2 * batch * (n_in * hidden + hidden * hidden + hidden * classes),
+        flops=_step_flops(batch, _layer_shapes(n_in, hidden, classes)),
         quick=False,
         goals={"fastreg eager": 1.0},  # issue 15: compiled no slower than eager
         settle=BLAS_SETTLE_SECONDS,
@@ -195,7 +203,7 @@ CASES: list[Case] = (
             setup=_setup,
             limit="gemm",
             peers=("torch",),
-            flops=_flops(),
+            flops=_step_flops(_BATCH, _layer_shapes()),
             goals={"torch": 1.5},
             settle=BLAS_SETTLE_SECONDS,  # the gemm limit calls NumPy's BLAS
         ),

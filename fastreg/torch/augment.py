@@ -20,7 +20,6 @@ at offset ``2*c``, so the shift of one never reuses the translation words of the
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,13 +65,7 @@ class _Params:
     @classmethod
     def of(cls, flip: Any, vertical_flip: Any, max_shift: Any, rotation: Any, zoom: Any,
            shift: Any, cutout: Any, fill: Any, interpolation: Any, data_format: Any) -> _Params:
-        if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
-            raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
-        try:
-            fill = float(fill)
-        except OverflowError:
-            raise ValueError(f"fill is too large for a float, got {_validate._describe(fill)}"
-                             ) from None
+        fill = _validate.as_float(fill, "fill")
         shifts = _validate.check_size_pair(max_shift, "max_shift", 0)
         if max(shifts) >= _INT64:  # the custom op takes int64s
             raise ValueError(f"max_shift entries must be below 2**63 in fastreg.torch, got "

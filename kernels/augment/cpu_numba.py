@@ -152,7 +152,7 @@ def _by_channels(rows, args, planes, channels, u0, u1, one_plane):
     counts from the row loop. Measured ~2x faster than one body with run-time counts (move,
     256x32x32x3 float32, mixed flips and shifts, one core: 0.21 ms against 0.42; the branches
     kept the copies scalar). The constant plane count speeds move and nearest up further but
-    made the bilinear blend 2.7x slower (LLVM then vectorizes its channel loop badly)."""
+    made the bilinear blend 2.7x slower (measured, not explained), so it is asked for."""
     single = one_plane and planes == 1
     if channels == 3 and single:
         rows(args, u0, u1, 1, 3)
@@ -249,8 +249,8 @@ def _cast_like_impl(value, like):
 def _neighbour(x, index, state, fill, like):
     # state 1: inside (read), 2: outside (fill), 0: weight 0 (counts as 0). The load is made
     # whatever the state (``index`` is then the plane's first pixel, see _offset), so that the
-    # choice is a select, not a branch: edge pixels mix the states unpredictably, and the
-    # branches cost ~45 cycles a pixel.
+    # choice is a select, not a branch: edge pixels mix the states unpredictably (branching,
+    # an edge pixel cost ~65 cycles, 3x its cost now).
     value = _cast_like(x[index], like)
     return value if state == 1 else (fill if state == 2 else _cast_like(0.0, like))
 
@@ -273,8 +273,8 @@ def _bilinear_rows(args, u0, u1, planes, channels):
     # weight is cast to it once and every blend is computed in it.
     #
     # Two passes per output row. The first computes every pixel's source point, weights, and
-    # for each of its four neighbours the state (_state) and offset (_offset): loops without
-    # branches or loads, which LLVM vectorizes. The second blends: a pixel whose four
+    # for each of its four neighbours the state (_state) and offset (_offset): a loop without
+    # branches or image loads. The second blends: a pixel whose four
     # neighbours are all read (nearly all pixels) from plain loads, the others with selects
     # between a load, the fill and 0 (_neighbour), never branches, since edge pixels mix the
     # states unpredictably. One pass doing both, branching per neighbour, stayed scalar: 2.1 ms
